@@ -1,0 +1,1 @@
+"""batch_pipelines: large language-model workloads in batch, as a Dagster code location."""
