@@ -1,0 +1,47 @@
+"""Turning a row into a model request, and the hashes that say when a request has changed.
+
+`spec_version` covers everything in the spec that shapes a request (provider, model, parameters,
+templates, response schema); it is the Dagster code_version of the submission and results assets.
+`request_hash` adds the rendered messages, so an item is resubmitted exactly when its request differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from batch_pipelines.pipeline.spec import PipelineSpec
+
+Message = dict[str, str]
+
+
+def _digest(payload: Any) -> str:
+    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def spec_version(spec: PipelineSpec) -> str:
+    shape = {
+        "provider": spec.provider,
+        "model": spec.model,
+        "params": spec.params,
+        "system": spec.prompt.system,
+        "user": spec.prompt.user,
+        "response_schema": spec.response_schema,
+    }
+    return _digest(shape)[:16]
+
+
+def render_messages(spec: PipelineSpec, row: Mapping[str, Any]) -> list[Message]:
+    values = {column: "" if row[column] is None else str(row[column]) for column in spec.prompt.columns}
+    messages: list[Message] = []
+    if spec.prompt.system is not None:
+        messages.append({"role": "system", "content": spec.prompt.system.format_map(values)})
+    messages.append({"role": "user", "content": spec.prompt.user.format_map(values)})
+    return messages
+
+
+def request_hash(version: str, messages: list[Message]) -> str:
+    return _digest({"version": version, "messages": messages})[:32]

@@ -1,0 +1,119 @@
+"""Reading one partition of a pipeline's source with polars and splitting usable rows from rejects.
+
+A usable row has a non-null id that appears once in the partition and a value for every column the
+prompt templates use. Everything else goes to the rejects table with the reason; it never sinks the
+partition. Missing columns, on the other hand, are a declaration error and fail loudly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from batch_pipelines.pipeline.spec import PipelineSpec
+from batch_pipelines.storage.tables import REJECTS_SCHEMA
+
+
+class SourceError(ValueError):
+    """The source cannot be read as declared (no files, missing column, bad query)."""
+
+
+@dataclass(frozen=True)
+class PartitionRows:
+    accepted: pl.DataFrame
+    rejects: pl.DataFrame
+
+
+def load_source(spec: PipelineSpec, base_dir: Path) -> pl.LazyFrame:
+    source = spec.source
+    if source.sql is not None:
+        try:
+            with duckdb.connect() as connection:
+                connection.execute(f"SET file_search_path = '{base_dir}'")
+                frame = connection.sql(source.sql).pl()
+        except duckdb.Error as error:
+            raise SourceError(f"pipeline {spec.name!r}: field 'source.sql' failed: {error}") from None
+        return frame.lazy()
+    assert source.path is not None
+    pattern = Path(source.path) if Path(source.path).is_absolute() else base_dir / source.path
+    files = sorted(Path(pattern.anchor).glob(str(pattern.relative_to(pattern.anchor))))
+    if not files:
+        raise SourceError(f"pipeline {spec.name!r}: field 'source.path' matches no file: {pattern}")
+    return pl.concat([_scan(file, source.file_format) for file in files], how="diagonal_relaxed")
+
+
+def _scan(file: Path, file_format: str | None) -> pl.LazyFrame:
+    if file_format == "csv":
+        return pl.scan_csv(file)
+    if file_format == "jsonl":
+        return pl.scan_ndjson(file)
+    return pl.scan_parquet(file)
+
+
+def partition_filter(spec: PipelineSpec, partition_key: str, schema: pl.Schema) -> pl.Expr:
+    column = spec.partitions.column
+    if spec.partitions.static is not None:
+        return pl.col(column).cast(pl.String) == partition_key
+    day = date.fromisoformat(partition_key)
+    start = datetime.combine(day, datetime.min.time())
+    end = start + timedelta(days=1)
+    dtype = schema[column]
+    timestamps = pl.col(column)
+    if dtype == pl.String:
+        timestamps = timestamps.str.to_datetime(strict=False)
+    elif dtype == pl.Date:
+        timestamps = timestamps.cast(pl.Datetime)
+    elif isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        timezone = spec.partitions.daily.timezone if spec.partitions.daily else "UTC"
+        timestamps = timestamps.dt.convert_time_zone(timezone).dt.replace_time_zone(None)
+    return (timestamps >= start) & (timestamps < end)
+
+
+def read_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> PartitionRows:
+    lazy = load_source(spec, base_dir)
+    schema = lazy.collect_schema()
+    needed = [spec.id_column, spec.partitions.column, *spec.prompt.columns]
+    missing = [column for column in dict.fromkeys(needed) if column not in schema]
+    if missing:
+        raise SourceError(
+            f"pipeline {spec.name!r}: the source has no column(s) {', '.join(missing)} "
+            f"(used by id_column / partitions / prompt); it has: {', '.join(schema.names())}"
+        )
+    rows = lazy.filter(partition_filter(spec, partition_key, schema)).collect()
+    return split_rejects(spec, partition_key, rows)
+
+
+def split_rejects(spec: PipelineSpec, partition_key: str, rows: pl.DataFrame) -> PartitionRows:
+    id_text = pl.col(spec.id_column).cast(pl.String)
+    reasons = [
+        pl.when(pl.col(spec.id_column).is_null()).then(pl.lit(f"id column '{spec.id_column}' is null")),
+        pl.when(id_text.is_duplicated() & id_text.is_not_null()).then(
+            pl.lit(f"id is not unique in column '{spec.id_column}'")
+        ),
+        *(
+            pl.when(pl.col(column).is_null()).then(pl.lit(f"prompt column '{column}' is null"))
+            for column in spec.prompt.columns
+        ),
+    ]
+    joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
+    checked = rows.with_row_index("row_number").with_columns(
+        pl.when(joined != "").then(joined).alias("_reason")
+    )
+    rejected = checked.filter(pl.col("_reason").is_not_null())
+    rejects = rejected.select(
+        pl.lit(spec.name).alias("pipeline"),
+        pl.lit(partition_key).alias("partition_key"),
+        pl.col("row_number").cast(pl.Int64),
+        id_text.alias("id"),
+        pl.col("_reason").alias("reason"),
+    ).cast(REJECTS_SCHEMA)  # type: ignore[arg-type]
+    accepted = (
+        checked.filter(pl.col("_reason").is_null())
+        .drop("row_number", "_reason")
+        .with_columns(id_text.alias(spec.id_column))
+    )
+    return PartitionRows(accepted=accepted, rejects=rejects)

@@ -1,0 +1,268 @@
+"""What a user declares about a pipeline, and the checks that make a bad declaration fail early.
+
+A spec is plain data (pydantic, no Dagster): the Dagster component, the Python factory and the CLI all
+build one and get the same validation. Every error names the field it is about.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from datetime import date
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from batch_pipelines.pipeline.cron import validate_cron
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+FILE_FORMATS = ("parquet", "csv", "jsonl")
+PROVIDERS = ("openai", "anthropic")
+RESERVED_MODES = ("realtime", "auto")
+DEFAULT_CRON = "0 3 * * *"  # 03:00, off-peak for most providers and most teams
+
+
+class PipelineSpecError(ValueError):
+    """A pipeline declaration that cannot run; the message names the pipeline and the field."""
+
+
+class _SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_SpecModel):
+    """Where rows come from: a glob of files, or a DuckDB SQL query (exactly one)."""
+
+    path: str | None = Field(default=None, description="Glob of Parquet, CSV or JSONL files.")
+    format: Literal["parquet", "csv", "jsonl"] | None = Field(
+        default=None, description="File format; inferred from the glob's suffix when left out."
+    )
+    sql: str | None = Field(default=None, description="A DuckDB query returning the rows.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceSpec:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'path' (a file glob) or 'sql' (a DuckDB query)")
+        if self.sql is not None and self.format is not None:
+            raise ValueError("'format' applies to 'path' sources only")
+        if self.path is not None and self.file_format is None:
+            raise ValueError(
+                f"cannot tell the format of {self.path!r} from its suffix; set 'format' to one of "
+                f"{', '.join(FILE_FORMATS)}"
+            )
+        return self
+
+    @property
+    def file_format(self) -> str | None:
+        if self.format is not None:
+            return self.format
+        if self.path is None:
+            return None
+        suffix = self.path.rsplit(".", 1)[-1].lower()
+        return {"parquet": "parquet", "pq": "parquet", "csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl"}.get(
+            suffix
+        )
+
+
+class DailyPartitioning(_SpecModel):
+    """One partition per calendar day of a timestamp column."""
+
+    column: str
+    start_date: date
+    end_date: date | None = Field(default=None, description="Exclusive; open-ended when left out.")
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DailyPartitioning:
+        if self.end_date is not None and self.end_date <= self.start_date:
+            raise ValueError("'end_date' must come after 'start_date'")
+        return self
+
+
+class StaticPartitioning(_SpecModel):
+    """One partition per listed value of a column."""
+
+    column: str
+    keys: list[str] = Field(min_length=1)
+
+    @field_validator("keys")
+    @classmethod
+    def _distinct_safe_keys(cls, keys: list[str]) -> list[str]:
+        from batch_pipelines.pipeline.partition_keys import check_partition_key
+
+        for key in keys:
+            check_partition_key(key)
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate keys: {', '.join(duplicates)}")
+        return keys
+
+
+class PartitionsSpec(_SpecModel):
+    daily: DailyPartitioning | None = None
+    static: StaticPartitioning | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PartitionsSpec:
+        if (self.daily is None) == (self.static is None):
+            raise ValueError("give exactly one of 'daily' or 'static'")
+        return self
+
+    @property
+    def column(self) -> str:
+        chosen = self.daily or self.static
+        assert chosen is not None
+        return chosen.column
+
+
+class PromptSpec(_SpecModel):
+    """Templates over the row's columns: `{column}` inserts a value, `{{` and `}}` are literal braces."""
+
+    system: str | None = None
+    user: str
+
+    @field_validator("system", "user")
+    @classmethod
+    def _well_formed(cls, template: str | None) -> str | None:
+        if template is not None:
+            template_columns(template)
+        return template
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        found: list[str] = []
+        for template in (self.system, self.user):
+            if template is not None:
+                found.extend(name for name in template_columns(template) if name not in found)
+        return tuple(found)
+
+
+class ScheduleSpec(_SpecModel):
+    cron: str = DEFAULT_CRON
+    timezone: str = "UTC"
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        validate_cron(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+
+class PipelineSpec(_SpecModel):
+    """A whole pipeline: rows in, one model request per row, results out as Parquet."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Lower-case identifier; names the assets.")
+    source: SourceSpec
+    partitions: PartitionsSpec
+    id_column: str
+    prompt: PromptSpec
+    provider: str
+    model: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict, description="Passed to the model, e.g. max_tokens.")
+    mode: str = "batch"
+    response_schema: dict[str, Any] | None = Field(default=None, description="JSON schema for responses.")
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    results_root: str | None = Field(
+        default=None,
+        description="Folder for result Parquet; relative to the working folder. Default: results",
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Submissions per item for transient errors."
+    )
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in PROVIDERS:
+            raise ValueError(f"unknown provider {value!r}; choose one of {', '.join(PROVIDERS)}")
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _batch_only(cls, value: str) -> str:
+        if value in RESERVED_MODES:
+            raise ValueError(f"mode {value!r} is not available yet; use 'batch'")
+        if value != "batch":
+            raise ValueError(f"unknown mode {value!r}; use 'batch'")
+        return value
+
+    @field_validator("response_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                jsonschema.Draft202012Validator.check_schema(value)
+            except jsonschema.SchemaError as error:
+                raise ValueError(f"not a valid JSON schema: {error.message}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _columns_distinct(self) -> PipelineSpec:
+        if self.id_column == self.partitions.column:
+            raise ValueError("'id_column' and the partition column must differ")
+        return self
+
+
+def template_columns(template: str) -> tuple[str, ...]:
+    """The column names a template refers to, or a ValueError describing the first bad placeholder."""
+    names: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(f"malformed template ({error}); write literal braces as '{{{{' and '}}}}'") from None
+    for _literal, field_name, format_spec, conversion in parsed:
+        if field_name is None:
+            continue
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field_name):
+            raise ValueError(f"placeholder {{{field_name}}} must be a plain column name")
+        if format_spec or conversion:
+            raise ValueError(f"placeholder {{{field_name}}} takes no format spec or conversion")
+        if field_name not in names:
+            names.append(field_name)
+    return tuple(names)
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}") from None
+    return value
+
+
+def parse_pipeline_spec(data: Any, *, origin: str | None = None) -> PipelineSpec:
+    """Validate a declaration (a mapping, e.g. parsed YAML) into a spec, or raise PipelineSpecError."""
+    if isinstance(data, PipelineSpec):
+        return data
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as error:
+        raise PipelineSpecError(describe_validation_error(error, data, origin)) from None
+
+
+def describe_validation_error(error: ValidationError, data: Any, origin: str | None) -> str:
+    name = data.get("name") if isinstance(data, dict) else None
+    subject = f"pipeline {name!r}" if isinstance(name, str) else "pipeline"
+    if origin:
+        subject += f" (declared in {origin})"
+    lines = [f"invalid {subject}:"]
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"  field '{field}': {message}")
+    return "\n".join(lines)

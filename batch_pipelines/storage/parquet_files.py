@@ -1,0 +1,29 @@
+"""Whole-file Parquet writes that readers never see half done: write a temp file, then rename over."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import polars as pl
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
+    """Replace `path` with `frame` in one step; a re-run replaces, never appends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        frame.write_parquet(temporary)
+        with temporary.open("rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def read_parquet_or_empty(path: Path, schema: pl.Schema | dict[str, pl.DataType]) -> pl.DataFrame:
+    if path.exists():
+        return pl.read_parquet(path)
+    return pl.DataFrame(schema=schema)

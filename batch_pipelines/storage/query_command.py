@@ -1,0 +1,70 @@
+"""`batch-pipelines query [--workdir DIR] [--format table|csv|json] "SQL"`: read-only SQL over the views."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from typing import Any, TextIO
+
+import duckdb
+
+from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines.storage.views import read_only_catalog
+from batch_pipelines.workdir import resolve_workdir
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "query",
+        help="run read-only SQL over results, dead_letters, rejects, jobs and costs",
+        description="Run one read-only DuckDB query over results, dead_letters, rejects, jobs, costs.",
+    )
+    parser.add_argument("sql", help='e.g. "SELECT pipeline, count(*) FROM results GROUP BY ALL"')
+    parser.add_argument("--workdir", default=None, help="working folder (default: $BATCH_PIPELINES_HOME)")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.set_defaults(handler=run_query_command)
+
+
+def run_query_command(args: argparse.Namespace) -> int:
+    layout = StorageLayout.for_workdir(resolve_workdir(args.workdir))
+    try:
+        from batch_pipelines.storage.jobs_snapshot import refresh_jobs_snapshot
+
+        refresh_jobs_snapshot(layout)
+        with read_only_catalog(layout) as connection:
+            cursor = connection.execute(args.sql)
+            columns = [column[0] for column in cursor.description or []]
+            rows = cursor.fetchall()
+    except duckdb.Error as error:
+        print(f"query failed: {error}", file=sys.stderr)
+        return 1
+    write_rows(columns, rows, args.format, sys.stdout)
+    return 0
+
+
+def write_rows(columns: list[str], rows: list[tuple[Any, ...]], output_format: str, out: TextIO) -> None:
+    if output_format == "csv":
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif output_format == "json":
+        json.dump([dict(zip(columns, row, strict=True)) for row in rows], out, default=str, indent=2)
+        out.write("\n")
+    else:
+        _write_table(columns, rows, out)
+
+
+def _write_table(columns: list[str], rows: list[tuple[Any, ...]], out: TextIO) -> None:
+    cells = [["" if value is None else str(value) for value in row] for row in rows]
+    widths = [max([len(name), *(len(row[index]) for row in cells)]) for index, name in enumerate(columns)]
+    out.write(
+        "  ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True)).rstrip() + "\n"
+    )
+    out.write("  ".join("-" * width for width in widths) + "\n")
+    for row in cells:
+        out.write(
+            "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
+    out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")

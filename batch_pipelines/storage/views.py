@@ -1,0 +1,93 @@
+"""DuckDB views over the Parquet tree and the jobs snapshot: `results`, `dead_letters`, `rejects`,
+`jobs` and `costs`.
+
+A view over a glob that matches no file yet is an empty relation with the table's columns, so queries
+work on a fresh working folder too.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines.storage.tables import DEAD_LETTERS_SCHEMA, REJECTS_SCHEMA, RESULTS_SCHEMA
+
+JOBS_SCHEMA: dict[str, pl.DataType] = {
+    "job_id": pl.String(),
+    "pipeline": pl.String(),
+    "partition_key": pl.String(),
+    "status": pl.String(),
+    "detail": pl.String(),
+    "attempt": pl.Int64(),
+    "provider_batch_ids": pl.String(),
+    "total": pl.Int64(),
+    "completed": pl.Int64(),
+    "failed": pl.Int64(),
+    "percent": pl.Float64(),
+    "estimated_usd": pl.Float64(),
+    "actual_usd": pl.Float64(),
+    "realtime_usd": pl.Float64(),
+    "saved_usd": pl.Float64(),
+}
+
+_DUCKDB_TYPES = {
+    pl.String(): "VARCHAR",
+    pl.Int64(): "BIGINT",
+    pl.Float64(): "DOUBLE",
+    pl.Boolean(): "BOOLEAN",
+}
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _empty_relation(schema: dict[str, pl.DataType]) -> str:
+    columns = ", ".join(f'NULL::{_DUCKDB_TYPES[dtype]} AS "{name}"' for name, dtype in schema.items())
+    return f"SELECT {columns} WHERE false"
+
+
+def _parquet_relation(folder: Path, schema: dict[str, pl.DataType]) -> str:
+    if not any(folder.glob("*/*.parquet")):
+        return _empty_relation(schema)
+    pattern = _quote(str(folder / "*" / "*.parquet"))
+    return f"SELECT * FROM read_parquet({pattern}, union_by_name = true)"
+
+
+def create_views(connection: duckdb.DuckDBPyConnection, layout: StorageLayout) -> None:
+    relations = {
+        "results": _parquet_relation(layout.table_root("results"), RESULTS_SCHEMA),
+        "dead_letters": _parquet_relation(layout.table_root("dead_letters"), DEAD_LETTERS_SCHEMA),
+        "rejects": _parquet_relation(layout.table_root("rejects"), REJECTS_SCHEMA),
+        "jobs": (
+            f"SELECT * FROM read_parquet({_quote(str(layout.jobs_snapshot_path))})"
+            if layout.jobs_snapshot_path.exists()
+            else _empty_relation(JOBS_SCHEMA)
+        ),
+    }
+    for name, relation in relations.items():
+        connection.execute(f"CREATE OR REPLACE VIEW {name} AS {relation}")
+    connection.execute(
+        "CREATE OR REPLACE VIEW costs AS SELECT pipeline, partition_key, job_id, status, estimated_usd, "
+        "actual_usd, realtime_usd, saved_usd FROM jobs"
+    )
+
+
+@contextmanager
+def read_only_catalog(layout: StorageLayout) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only DuckDB connection with the views defined: nothing a query runs can write."""
+    with tempfile.TemporaryDirectory(prefix="batch_pipelines_catalog_") as folder:
+        catalog = Path(folder) / "catalog.duckdb"
+        with duckdb.connect(str(catalog)) as writer:
+            create_views(writer, layout)
+        connection = duckdb.connect(str(catalog), read_only=True)
+        try:
+            yield connection
+        finally:
+            connection.close()
