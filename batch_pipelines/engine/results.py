@@ -1,0 +1,86 @@
+"""Turning a provider's parsed result line into the engine's BatchResult: schema check and cost."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
+
+from batch_pipelines.engine.models import BatchResult
+from batch_pipelines.engine.pricing import ModelPrice
+from batch_pipelines.providers.base import RawResult
+
+
+def check_response_schema(schema: dict[str, Any]) -> None:
+    """Raise ValueError with the reason when ``schema`` is not a valid JSON schema."""
+    try:
+        validator_for(schema, default=Draft202012Validator).check_schema(schema)
+    except SchemaError as error:
+        raise ValueError(f"response_schema is not a valid JSON schema: {error.message}") from None
+
+
+class ResultFinisher:
+    """Completes raw results of one provider batch (attempt, batch id, cost, structured output)."""
+
+    def __init__(
+        self,
+        *,
+        price: ModelPrice | None,
+        response_schema: dict[str, Any] | None,
+        attempt: int,
+        provider_batch_id: str | None,
+    ) -> None:
+        self.price = price
+        self.attempt = attempt
+        self.provider_batch_id = provider_batch_id
+        self._validator = (
+            validator_for(response_schema, default=Draft202012Validator)(response_schema)
+            if response_schema is not None
+            else None
+        )
+
+    def finish(self, raw: RawResult) -> BatchResult:
+        result = BatchResult(
+            id=raw.custom_id,
+            response=raw.response,
+            error=raw.error,
+            error_type=raw.error_type,
+            retryable=raw.retryable,
+            input_tokens=raw.input_tokens,
+            output_tokens=raw.output_tokens,
+            embedding=raw.embedding,
+            attempt=self.attempt,
+            provider_batch_id=self.provider_batch_id,
+        )
+        if self.price is not None and (raw.input_tokens or raw.output_tokens):
+            result.cost_usd = self.price.cost(raw.input_tokens, raw.output_tokens, batch=True)
+        if self._validator is not None and result.error is None:
+            self._parse_structured(result)
+        return result
+
+    def _parse_structured(self, result: BatchResult) -> None:
+        assert self._validator is not None
+        try:
+            parsed = json.loads(_strip_code_fence(result.response or ""))
+        except ValueError as error:
+            result.error = f"response is not valid JSON: {error}"
+            result.error_type = "schema_validation"
+            return
+        problem = next(iter(self._validator.iter_errors(parsed)), None)
+        if problem is not None:
+            where = "/".join(str(p) for p in problem.absolute_path) or "(root)"
+            result.error = f"response does not match the schema at {where}: {problem.message}"
+            result.error_type = "schema_validation"
+            return
+        result.parsed = parsed
+
+
+def _strip_code_fence(text: str) -> str:
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        stripped = stripped.rsplit("```", 1)[0]
+    return stripped

@@ -1,0 +1,661 @@
+"""BatchStore: jobs, provider batches, requests and results in SQL (SQLite now, PostgreSQL by URL).
+
+SQLAlchemy Core runs in a worker thread (``anyio.to_thread``) behind async methods. SQLite files use
+WAL so a sensor can read while a run writes. Results are keyed by (job id, request id) and upserted,
+so collecting the same results twice stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from batch_pipelines.engine.errors import JobNotFoundError
+from batch_pipelines.engine.models import BatchJob, BatchResult, BatchStatus
+from batch_pipelines.engine.pricing import ModelPrice, job_cost
+from batch_pipelines.engine.records import BatchRecord, JobRecord, ResultCounts
+from batch_pipelines.engine.status import progress, summarize
+from batch_pipelines.providers.base import LineError
+
+T = TypeVar("T")
+PAGE = 2000
+OPEN_STATUSES = (BatchStatus.PENDING.value, BatchStatus.PROCESSING.value)
+
+_meta = sa.MetaData()
+
+jobs = sa.Table(
+    "bp_jobs",
+    _meta,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("provider", sa.String(50), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("open", sa.Boolean, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("prepared", sa.Boolean, nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("estimated_usd", sa.Float),
+    sa.Column("price_input", sa.Float),
+    sa.Column("price_output", sa.Float),
+    sa.Column("price_discount", sa.Float),
+    sa.Column("metadata", sa.Text, nullable=False),
+    sa.Column("response_schema", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+)
+
+batches = sa.Table(
+    "bp_provider_batches",
+    _meta,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("chunk", sa.Integer, primary_key=True),
+    sa.Column("provider_batch_id", sa.String(200)),
+    sa.Column("raw_status", sa.String(40), nullable=False),
+    sa.Column("phase", sa.String(20), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("ended", sa.Boolean, nullable=False),
+    sa.Column("request_count", sa.Integer, nullable=False),
+    sa.Column("byte_count", sa.BigInteger, nullable=False),
+    sa.Column("est_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completed", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("error_code", sa.String(100)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("line_errors", sa.Text),
+    sa.Column("collected", sa.Boolean, nullable=False),
+    sa.Column("recorded_at", sa.Float, nullable=False),
+    sa.Column("launch_started_at", sa.Float),
+)
+
+requests = sa.Table(
+    "bp_requests",
+    _meta,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("request_id", sa.String(200), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("chunk", sa.Integer, nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Index("bp_requests_by_chunk", "job_id", "attempt", "chunk", "line"),
+    sa.Index("bp_requests_by_seq", "job_id", "seq"),
+)
+
+results = sa.Table(
+    "bp_results",
+    _meta,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("request_id", sa.String(200), primary_key=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("provider_batch_id", sa.String(200)),
+    sa.Column("response", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("error_type", sa.String(50)),
+    sa.Column("retryable", sa.Boolean, nullable=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("cost_usd", sa.Float),
+    sa.Column("parsed", sa.Text),
+    sa.Column("embedding", sa.Text),
+)
+
+_RESULT_UPDATE = [c.name for c in results.columns if c.name not in ("job_id", "request_id")]
+
+
+class BatchStore:
+    """Persistent record of batch jobs.
+
+    ``BatchStore(Path("batches.db"))`` or ``BatchStore("sqlite:///batches.db")`` or
+    ``BatchStore("postgresql://…")``; ``BatchStore()`` keeps everything in memory. Call
+    ``await store.initialize()`` once (it creates the tables; calling it again is harmless).
+    """
+
+    def __init__(self, location: Path | str | None = None) -> None:
+        self.url = _url_of(location)
+        self._memory = location is None
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+
+    def __repr__(self) -> str:
+        return f"BatchStore({self._engine.url if self._engine else self.url!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        if self._engine is None:
+            await self._run(self._create)
+
+    def _create(self) -> None:
+        if self._memory:
+            engine = sa.create_engine(
+                self.url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        elif self.url.startswith("sqlite"):
+            engine = sa.create_engine(self.url, connect_args={"timeout": 30})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = sa.create_engine(self.url, pool_pre_ping=True)
+        _meta.create_all(engine)
+        self._engine = engine
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(partial(self._locked, func, *args))
+
+    def _locked(self, func: Callable[..., T], *args: Any) -> T:
+        if self._memory:
+            with self._lock:
+                return func(*args)
+        return func(*args)
+
+    def _begin(self) -> Any:
+        if self._engine is None:
+            raise RuntimeError("BatchStore used before 'await store.initialize()'")
+        return self._engine.begin()
+
+    # -- jobs ------------------------------------------------------------------------------------------
+
+    async def save_job(self, job: JobRecord) -> None:
+        """Insert or replace the job row."""
+        await self._run(self._save_job, job)
+
+    def _save_job(self, job: JobRecord) -> None:
+        row = _job_row(job)
+        with self._begin() as conn:
+            conn.execute(_upsert(conn, jobs, ["id"], [k for k in row if k != "id"]), [row])
+
+    async def get_job_record(self, job_id: str) -> JobRecord | None:
+        return await self._run(self._get_job_record, job_id)
+
+    def _get_job_record(self, job_id: str) -> JobRecord | None:
+        with self._begin() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return None if row is None else _job_from_row(row)
+
+    async def update_job(self, job_id: str, **values: Any) -> None:
+        await self._run(self._update, jobs, [jobs.c.id == job_id], values)
+
+    async def discard_job(self, job_id: str) -> None:
+        """Forget a job and everything recorded under it."""
+        await self._run(self._discard_job, job_id)
+
+    def _discard_job(self, job_id: str) -> None:
+        with self._begin() as conn:
+            for table in (results, requests, batches):
+                conn.execute(sa.delete(table).where(table.c.job_id == job_id))
+            conn.execute(sa.delete(jobs).where(jobs.c.id == job_id))
+
+    async def get_job(self, job_id: str) -> BatchJob:
+        """The job as last recorded (no provider call); raises JobNotFoundError."""
+        job = await self._run(self._load_view, job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    def _load_view(self, job_id: str) -> BatchJob | None:
+        record = self._get_job_record(job_id)
+        if record is None:
+            return None
+        return build_view(record, self._batches(job_id), self._result_counts(job_id))
+
+    async def list_jobs(
+        self, *, open_only: bool = False, after: str | None = None, limit: int = 100
+    ) -> list[BatchJob]:
+        """Jobs ordered by id, ``limit`` at a time after the id ``after`` (a cursor for sensors).
+        ``open_only`` keeps jobs still pending/processing or whose cancel is still under way."""
+        return await self._run(self._list_jobs, open_only, after, limit)
+
+    def _list_jobs(self, open_only: bool, after: str | None, limit: int) -> list[BatchJob]:
+        query = sa.select(jobs.c.id).order_by(jobs.c.id).limit(limit)
+        if open_only:
+            query = query.where(jobs.c.open.is_(True))
+        if after is not None:
+            query = query.where(jobs.c.id > after)
+        with self._begin() as conn:
+            ids = list(conn.execute(query).scalars())
+        views = (self._load_view(job_id) for job_id in ids)
+        return [view for view in views if view is not None]
+
+    # -- provider batches ------------------------------------------------------------------------------
+
+    async def add_batches(self, records: Sequence[BatchRecord]) -> None:
+        await self._run(self._add_batches, records)
+
+    def _add_batches(self, records: Sequence[BatchRecord]) -> None:
+        if not records:
+            return
+        with self._begin() as conn:
+            conn.execute(sa.insert(batches), [_batch_row(r) for r in records])
+
+    async def get_batches(self, job_id: str) -> list[BatchRecord]:
+        return await self._run(self._batches, job_id)
+
+    def _batches(self, job_id: str) -> list[BatchRecord]:
+        query = (
+            sa.select(batches).where(batches.c.job_id == job_id).order_by(batches.c.attempt, batches.c.chunk)
+        )
+        with self._begin() as conn:
+            return [_batch_from_row(row) for row in conn.execute(query).mappings()]
+
+    async def save_batch(self, record: BatchRecord) -> None:
+        row = _batch_row(record)
+        keys = [
+            batches.c.job_id == record.job_id,
+            batches.c.attempt == record.attempt,
+            batches.c.chunk == record.chunk,
+        ]
+        await self._run(self._update, batches, keys, row)
+
+    async def enqueued_tokens(self, provider: str, model: str) -> int:
+        """Estimated prompt tokens in launched, unfinished batches of this provider and model (all jobs)."""
+        return await self._run(self._enqueued_tokens, provider, model)
+
+    def _enqueued_tokens(self, provider: str, model: str) -> int:
+        query = (
+            sa.select(sa.func.coalesce(sa.func.sum(batches.c.est_tokens), 0))
+            .select_from(batches.join(jobs, jobs.c.id == batches.c.job_id))
+            .where(jobs.c.provider == provider, jobs.c.model == model)
+            .where(batches.c.ended.is_(False), batches.c.provider_batch_id.is_not(None))
+        )
+        with self._begin() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # -- requests --------------------------------------------------------------------------------------
+
+    async def add_requests(self, job_id: str, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
+        """Rows of (request_id, seq, attempt, chunk, line, payload json)."""
+        await self._run(self._add_requests, job_id, rows)
+
+    def _add_requests(self, job_id: str, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
+        if not rows:
+            return
+        with self._begin() as conn:
+            conn.execute(
+                sa.insert(requests),
+                [
+                    {
+                        "job_id": job_id,
+                        "request_id": r[0],
+                        "seq": r[1],
+                        "attempt": r[2],
+                        "chunk": r[3],
+                        "line": r[4],
+                        "payload": r[5],
+                    }
+                    for r in rows
+                ],
+            )
+
+    async def place_requests(self, job_id: str, rows: Sequence[tuple[str, int, int, int]]) -> None:
+        """Move requests to a new (attempt, chunk, line): rows of (request_id, attempt, chunk, line)."""
+        await self._run(self._place_requests, job_id, rows)
+
+    def _place_requests(self, job_id: str, rows: Sequence[tuple[str, int, int, int]]) -> None:
+        if not rows:
+            return
+        statement = (
+            sa.update(requests)
+            .where(requests.c.job_id == job_id, requests.c.request_id == sa.bindparam("rid"))
+            .values(attempt=sa.bindparam("a"), chunk=sa.bindparam("c"), line=sa.bindparam("l"))
+        )
+        with self._begin() as conn:
+            conn.execute(statement, [{"rid": r[0], "a": r[1], "c": r[2], "l": r[3]} for r in rows])
+
+    def chunk_payloads(self, job_id: str, attempt: int, chunk: int) -> Iterator[list[str]]:
+        """Pages of one provider batch's request payloads in line order (synchronous, for run_sync)."""
+        last = -1
+        while True:
+            query = (
+                sa.select(requests.c.line, requests.c.payload)
+                .where(requests.c.job_id == job_id, requests.c.attempt == attempt, requests.c.chunk == chunk)
+                .where(requests.c.line > last)
+                .order_by(requests.c.line)
+                .limit(PAGE)
+            )
+            with self._begin() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [row[1] for row in rows]
+
+    def retryable_payloads(self, job_id: str) -> Iterator[list[str]]:
+        """Pages of payloads whose stored result is a retryable error, in submission order (synchronous)."""
+        last = -1
+        while True:
+            query = (
+                sa.select(requests.c.seq, requests.c.payload)
+                .select_from(
+                    requests.join(
+                        results,
+                        sa.and_(
+                            results.c.job_id == requests.c.job_id,
+                            results.c.request_id == requests.c.request_id,
+                        ),
+                    )
+                )
+                .where(requests.c.job_id == job_id, results.c.retryable.is_(True), requests.c.seq > last)
+                .order_by(requests.c.seq)
+                .limit(PAGE)
+            )
+            with self._begin() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [row[1] for row in rows]
+
+    async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
+        """Run ``func`` in the store's worker thread (for the synchronous page iterators above)."""
+        return await self._run(func, *args)
+
+    async def chunk_request_ids(self, job_id: str, attempt: int, chunk: int) -> dict[str, int]:
+        """Request id → line of one provider batch."""
+        return await self._run(self._chunk_request_ids, job_id, attempt, chunk)
+
+    def _chunk_request_ids(self, job_id: str, attempt: int, chunk: int) -> dict[str, int]:
+        query = sa.select(requests.c.request_id, requests.c.line).where(
+            requests.c.job_id == job_id, requests.c.attempt == attempt, requests.c.chunk == chunk
+        )
+        with self._begin() as conn:
+            return {row[0]: row[1] for row in conn.execute(query)}
+
+    async def unresolved_in_chunk(self, job_id: str, attempt: int, chunk: int) -> list[tuple[str, int]]:
+        """(request id, line) of a batch's requests that have no stored result."""
+        return await self._run(self._unresolved_in_chunk, job_id, attempt, chunk)
+
+    def _unresolved_in_chunk(self, job_id: str, attempt: int, chunk: int) -> list[tuple[str, int]]:
+        query = (
+            sa.select(requests.c.request_id, requests.c.line)
+            .select_from(requests.outerjoin(results, _same_request()))
+            .where(requests.c.job_id == job_id, requests.c.attempt == attempt, requests.c.chunk == chunk)
+            .where(results.c.request_id.is_(None))
+        )
+        with self._begin() as conn:
+            return [(row[0], row[1]) for row in conn.execute(query)]
+
+    # -- results ---------------------------------------------------------------------------------------
+
+    async def upsert_results(self, job_id: str, items: Sequence[BatchResult]) -> None:
+        await self._run(self._upsert_results, job_id, items)
+
+    def _upsert_results(self, job_id: str, items: Sequence[BatchResult]) -> None:
+        if not items:
+            return
+        rows = [_result_row(job_id, item) for item in items]
+        with self._begin() as conn:
+            conn.execute(_upsert(conn, results, ["job_id", "request_id"], _RESULT_UPDATE), rows)
+
+    async def start_attempt(self, job_id: str, attempt: int, records: Sequence[BatchRecord]) -> None:
+        """In one transaction: record the new attempt's batches, drop results being redone, bump the job."""
+        await self._run(self._start_attempt, job_id, attempt, records)
+
+    def _start_attempt(self, job_id: str, attempt: int, records: Sequence[BatchRecord]) -> None:
+        moved = sa.select(requests.c.request_id).where(
+            requests.c.job_id == job_id, requests.c.attempt == attempt
+        )
+        with self._begin() as conn:
+            conn.execute(sa.insert(batches), [_batch_row(r) for r in records])
+            conn.execute(
+                sa.delete(results).where(results.c.job_id == job_id, results.c.request_id.in_(moved))
+            )
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(attempt=attempt, cancel_requested=False, open=True, finished_at=None)
+            )
+
+    def result_pages(self, job_id: str) -> Iterator[list[tuple[str, BatchResult | None]]]:
+        """Pages of (request id, stored result or None), one per request, in submission order (sync)."""
+        last = -1
+        columns = [requests.c.seq, requests.c.request_id, *[results.c[name] for name in _RESULT_UPDATE]]
+        while True:
+            query = (
+                sa.select(*columns)
+                .select_from(requests.outerjoin(results, _same_request()))
+                .where(requests.c.job_id == job_id, requests.c.seq > last)
+                .order_by(requests.c.seq)
+                .limit(PAGE)
+            )
+            with self._begin() as conn:
+                rows = conn.execute(query).mappings().all()
+            if not rows:
+                return
+            last = rows[-1]["seq"]
+            yield [(row["request_id"], _result_from_row(row)) for row in rows]
+
+    async def result_counts(self, job_id: str) -> ResultCounts:
+        return await self._run(self._result_counts, job_id)
+
+    def _result_counts(self, job_id: str) -> ResultCounts:
+        ok = sa.case((results.c.error.is_(None), 1), else_=0)
+        bad = sa.case((results.c.error.is_not(None), 1), else_=0)
+        retry = sa.case((results.c.retryable.is_(True), 1), else_=0)
+        query = sa.select(
+            sa.func.coalesce(sa.func.sum(ok), 0),
+            sa.func.coalesce(sa.func.sum(bad), 0),
+            sa.func.coalesce(sa.func.sum(retry), 0),
+            sa.func.coalesce(sa.func.sum(results.c.input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(results.c.output_tokens), 0),
+        ).where(results.c.job_id == job_id)
+        with self._begin() as conn:
+            row = conn.execute(query).one()
+        return ResultCounts(*(int(v) for v in row))
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _update(self, table: sa.Table, where: list[Any], values: dict[str, Any]) -> None:
+        with self._begin() as conn:
+            conn.execute(sa.update(table).where(*where).values(**values))
+
+
+def build_view(record: JobRecord, batch_records: list[BatchRecord], counts: ResultCounts) -> BatchJob:
+    """The public BatchJob from what the store holds."""
+    status, detail = summarize(record, batch_records, counts)
+    return BatchJob(
+        id=record.id,
+        status=status,
+        detail=detail,
+        provider=record.provider,
+        model=record.model,
+        kind=record.kind,
+        attempt=record.attempt,
+        provider_batch_ids=[b.provider_batch_id for b in batch_records if b.provider_batch_id],
+        progress=progress(record, batch_records, counts, now=time.time()),
+        cost=job_cost(record.price, record.estimated_usd, counts.input_tokens, counts.output_tokens),
+        created_at=datetime.fromtimestamp(record.created_at, UTC),
+        metadata=dict(record.metadata),
+        response_schema=record.response_schema,
+    )
+
+
+def _same_request() -> Any:
+    return sa.and_(results.c.job_id == requests.c.job_id, results.c.request_id == requests.c.request_id)
+
+
+def _url_of(location: Path | str | None) -> str:
+    if location is None:
+        return "sqlite://"
+    if isinstance(location, Path) or "://" not in location:
+        return f"sqlite:///{Path(location).expanduser().resolve()}"
+    return location
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _upsert(conn: Connection, table: sa.Table, keys: list[str], update: Iterable[str]) -> Any:
+    """An insert that updates ``update`` columns when the ``keys`` already exist (execute with rows)."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        sqlite_stmt = sqlite.insert(table)
+        return sqlite_stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: sqlite_stmt.excluded[c] for c in update}
+        )
+    if dialect == "postgresql":
+        pg_stmt = postgresql.insert(table)
+        return pg_stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: pg_stmt.excluded[c] for c in update}
+        )
+    raise NotImplementedError(f"BatchStore supports SQLite and PostgreSQL, not {dialect}")
+
+
+def _job_row(job: JobRecord) -> dict[str, Any]:
+    price = job.price
+    return {
+        "id": job.id,
+        "provider": job.provider,
+        "model": job.model,
+        "kind": job.kind,
+        "status": job.status.value,
+        "detail": job.detail,
+        "open": job.status.value in OPEN_STATUSES or job.detail == "cancelling",
+        "attempt": job.attempt,
+        "prepared": job.prepared,
+        "cancel_requested": job.cancel_requested,
+        "total": job.total,
+        "estimated_usd": job.estimated_usd,
+        "price_input": price.input_per_million if price else None,
+        "price_output": price.output_per_million if price else None,
+        "price_discount": price.batch_discount if price else None,
+        "metadata": json.dumps(job.metadata),
+        "response_schema": json.dumps(job.response_schema) if job.response_schema is not None else None,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def _job_from_row(row: Any) -> JobRecord:
+    price = (
+        ModelPrice(row["price_input"], row["price_output"], row["price_discount"])
+        if row["price_input"] is not None
+        else None
+    )
+    return JobRecord(
+        id=row["id"],
+        provider=row["provider"],
+        model=row["model"],
+        kind=row["kind"],
+        created_at=row["created_at"],
+        attempt=row["attempt"],
+        prepared=bool(row["prepared"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        total=row["total"],
+        estimated_usd=row["estimated_usd"],
+        price=price,
+        metadata=json.loads(row["metadata"]),
+        response_schema=json.loads(row["response_schema"]) if row["response_schema"] else None,
+        status=BatchStatus(row["status"]),
+        detail=row["detail"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _batch_row(record: BatchRecord) -> dict[str, Any]:
+    return {
+        "job_id": record.job_id,
+        "attempt": record.attempt,
+        "chunk": record.chunk,
+        "provider_batch_id": record.provider_batch_id,
+        "raw_status": record.raw_status,
+        "phase": record.phase.value,
+        "detail": record.detail,
+        "ended": record.ended,
+        "request_count": record.request_count,
+        "byte_count": record.byte_count,
+        "est_tokens": record.est_tokens,
+        "completed": record.completed,
+        "failed": record.failed,
+        "error_code": record.error_code,
+        "error_message": record.error_message,
+        "line_errors": json.dumps([[e.line, e.code, e.message] for e in record.line_errors]),
+        "collected": record.collected,
+        "recorded_at": record.recorded_at,
+        "launch_started_at": record.launch_started_at,
+    }
+
+
+def _batch_from_row(row: Any) -> BatchRecord:
+    return BatchRecord(
+        job_id=row["job_id"],
+        attempt=row["attempt"],
+        chunk=row["chunk"],
+        request_count=row["request_count"],
+        byte_count=row["byte_count"],
+        est_tokens=row["est_tokens"],
+        recorded_at=row["recorded_at"],
+        provider_batch_id=row["provider_batch_id"],
+        raw_status=row["raw_status"],
+        phase=BatchStatus(row["phase"]),
+        detail=row["detail"],
+        ended=bool(row["ended"]),
+        completed=row["completed"],
+        failed=row["failed"],
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        line_errors=[LineError(*e) for e in json.loads(row["line_errors"] or "[]")],
+        collected=bool(row["collected"]),
+        launch_started_at=row["launch_started_at"],
+    )
+
+
+def _result_row(job_id: str, item: BatchResult) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "request_id": item.id,
+        "attempt": item.attempt,
+        "provider_batch_id": item.provider_batch_id,
+        "response": item.response,
+        "error": item.error,
+        "error_type": item.error_type,
+        "retryable": item.retryable,
+        "input_tokens": item.input_tokens,
+        "output_tokens": item.output_tokens,
+        "cost_usd": item.cost_usd,
+        "parsed": json.dumps(item.parsed) if item.parsed is not None else None,
+        "embedding": json.dumps(item.embedding) if item.embedding is not None else None,
+    }
+
+
+def _result_from_row(row: Any) -> BatchResult | None:
+    if row["attempt"] is None:
+        return None
+    return BatchResult(
+        id=row["request_id"],
+        response=row["response"],
+        error=row["error"],
+        error_type=row["error_type"],
+        retryable=bool(row["retryable"]),
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        cost_usd=row["cost_usd"],
+        parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
+        embedding=json.loads(row["embedding"]) if row["embedding"] is not None else None,
+        attempt=row["attempt"],
+        provider_batch_id=row["provider_batch_id"],
+    )

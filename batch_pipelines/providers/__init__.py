@@ -1,0 +1,15 @@
+"""Provider batch API clients (httpx only), each written from the provider's wire format."""
+
+from batch_pipelines.providers.anthropic import AnthropicProvider
+from batch_pipelines.providers.base import BatchProvider, ProviderBatchState, RawResult
+from batch_pipelines.providers.factory import make_provider
+from batch_pipelines.providers.openai import OpenAIProvider
+
+__all__ = [
+    "AnthropicProvider",
+    "BatchProvider",
+    "OpenAIProvider",
+    "ProviderBatchState",
+    "RawResult",
+    "make_provider",
+]

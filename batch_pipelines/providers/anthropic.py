@@ -1,0 +1,233 @@
+"""The Anthropic Message Batches API: one JSON body of requests, results as a JSONL stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from batch_pipelines.engine.errors import classify
+from batch_pipelines.engine.limits import BatchLimits
+from batch_pipelines.engine.models import BatchRequest, BatchStatus, RequestKind
+from batch_pipelines.engine.pricing import ModelPrice, price_for
+from batch_pipelines.providers.base import ProviderBatchState, RawResult
+from batch_pipelines.providers.http import ProviderHTTP
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+# 100,000 requests or 256 MB per batch; the margin leaves room for the JSON wrapper around the lines.
+DEFAULT_LIMITS = BatchLimits(max_requests=100_000, max_bytes=256_000_000 - 1_000_000)
+DEFAULT_MAX_TOKENS = 1024
+CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+LIST_PAGE = 100
+READ_CHUNK = 1 << 16
+
+
+class AnthropicProvider:
+    """Anthropic message batches (chat only; Anthropic has no embeddings API).
+
+    ``base_url`` is the API root without ``/v1``; ``api_key`` defaults to ``ANTHROPIC_API_KEY``. Request ids
+    must match ``^[a-zA-Z0-9_-]{1,64}$``; ``max_tokens`` defaults to ``default_max_tokens``.
+    """
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        limits: BatchLimits | None = None,
+        price: ModelPrice | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_attempts: int = 6,
+        timeout_s: float = 60.0,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise ValueError("AnthropicProvider: no api_key given and ANTHROPIC_API_KEY is not set")
+        self.model = model
+        self.limits = limits or DEFAULT_LIMITS
+        self.price = price or price_for(model)
+        self.default_max_tokens = default_max_tokens
+        root = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        root = root.removesuffix("/v1")
+        self._http = ProviderHTTP(
+            self.name,
+            root,
+            {"x-api-key": key, "anthropic-version": API_VERSION, "content-type": "application/json"},
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+        )
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(model={self.model!r}, http={self._http!r})"
+
+    def render_line(self, request: BatchRequest, response_schema: dict[str, Any] | None) -> bytes:
+        if request.kind != "chat":
+            raise ValueError(
+                f"request {request.id!r}: Anthropic batches support chat requests only, not embeddings"
+            )
+        if not CUSTOM_ID.match(request.id):
+            raise ValueError(
+                f"request {request.id!r}: Anthropic needs ids of 1-64 letters, digits, '_' or '-'"
+            )
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens or self.default_max_tokens,
+            "messages": request.messages,
+        }
+        if request.system is not None:
+            params["system"] = request.system
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        if request.params:
+            params.update(request.params)
+        line = {"custom_id": request.id, "params": params}
+        return (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+    async def create_batch(
+        self, path: Path, *, kind: RequestKind, tags: dict[str, str]
+    ) -> ProviderBatchState:
+        # Anthropic batches carry no metadata: the tags are only used by find_batch's caller.
+        def body() -> dict[str, Any]:
+            return {"content": _requests_body(path)}
+
+        return _state(await self._http.request_json("POST", "/v1/messages/batches", build=body))
+
+    async def find_batch(
+        self, tags: dict[str, str], *, created_after: float, request_count: int, exclude: set[str]
+    ) -> ProviderBatchState | None:
+        """Best effort, as batches carry no metadata: the one unclaimed batch created since the intent was
+        recorded with the same number of requests; None when there is none or more than one."""
+        candidates: list[ProviderBatchState] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": LIST_PAGE}
+            if after:
+                params["after_id"] = after
+            page = await self._http.request_json("GET", "/v1/messages/batches", params=params)
+            data = page.get("data", [])
+            for batch in data:
+                state = _state(batch)
+                if (
+                    state.created_at >= created_after - 5
+                    and state.id not in exclude
+                    and state.total == request_count
+                ):
+                    candidates.append(state)
+            oldest = min((_timestamp(b.get("created_at")) for b in data), default=0.0)
+            if not page.get("has_more") or not data or oldest < created_after - 5:
+                break
+            after = page.get("last_id") or data[-1]["id"]
+        return candidates[0] if len(candidates) == 1 else None
+
+    async def get_batch(self, batch_id: str) -> ProviderBatchState:
+        return _state(await self._http.request_json("GET", f"/v1/messages/batches/{batch_id}"))
+
+    async def cancel_batch(self, batch_id: str) -> ProviderBatchState:
+        return _state(await self._http.request_json("POST", f"/v1/messages/batches/{batch_id}/cancel"))
+
+    async def iter_result_lines(self, batch_id: str) -> AsyncIterator[bytes]:
+        async for line in self._http.stream_lines(f"/v1/messages/batches/{batch_id}/results"):
+            yield line
+
+    def parse_result_line(self, line: bytes) -> RawResult:
+        record = json.loads(line)
+        custom_id = record["custom_id"]
+        result = record.get("result") or {}
+        kind = result.get("type")
+        if kind == "succeeded":
+            message = result.get("message") or {}
+            usage = message.get("usage") or {}
+            text = "".join(
+                block.get("text", "") for block in message.get("content") or () if block.get("type") == "text"
+            )
+            return RawResult(
+                custom_id,
+                response=text,
+                input_tokens=int(usage.get("input_tokens") or 0),
+                output_tokens=int(usage.get("output_tokens") or 0),
+            )
+        if kind == "errored":
+            outer: dict[str, Any] = result.get("error") or {}
+            nested = outer.get("error")
+            inner: dict[str, Any] = nested if isinstance(nested, dict) else outer
+            message_text = str(inner.get("message") or "errored")
+            error_type, retryable = classify(inner.get("type"), message_text)
+            return RawResult(custom_id, error=message_text, error_type=error_type, retryable=retryable)
+        if kind == "canceled":
+            return RawResult(
+                custom_id,
+                error="the batch was cancelled before this request ran",
+                error_type="cancelled",
+                retryable=True,
+            )
+        if kind == "expired":
+            return RawResult(
+                custom_id,
+                error="the batch expired before this request ran",
+                error_type="batch_expired",
+                retryable=True,
+            )
+        return RawResult(custom_id, error=f"unknown result type {kind!r}", error_type="unknown")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+async def _requests_body(path: Path) -> AsyncIterator[bytes]:
+    """``{"requests": [line, line, …]}`` streamed from the rendered JSONL file."""
+    yield b'{"requests":['
+    first = True
+    with path.open("rb") as handle:
+        for line in handle:
+            stripped = line.rstrip(b"\n")
+            if not stripped:
+                continue
+            yield stripped if first else b"," + stripped
+            first = False
+    yield b"]}"
+
+
+def _timestamp(value: Any) -> float:
+    if not value:
+        return 0.0
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def _state(batch: dict[str, Any]) -> ProviderBatchState:
+    raw = str(batch.get("processing_status"))
+    counts = batch.get("request_counts") or {}
+    succeeded = int(counts.get("succeeded") or 0)
+    failed = sum(int(counts.get(k) or 0) for k in ("errored", "canceled", "expired"))
+    total = succeeded + failed + int(counts.get("processing") or 0)
+    cancelled = bool(batch.get("cancel_initiated_at"))
+    if raw == "ended":
+        ended = True
+        if cancelled:
+            phase, detail = BatchStatus.CANCELLED, "cancelled"
+        elif int(counts.get("expired") or 0):
+            phase, detail = BatchStatus.COMPLETED, "expired"
+        else:
+            phase, detail = (BatchStatus.COMPLETED if succeeded else BatchStatus.FAILED), "ended"
+    elif raw == "canceling":
+        phase, detail, ended = BatchStatus.CANCELLED, "cancelling", False
+    else:
+        phase, detail, ended = BatchStatus.PROCESSING, "in_progress", False
+    return ProviderBatchState(
+        id=batch["id"],
+        raw_status=raw,
+        phase=phase,
+        detail=detail,
+        ended=ended,
+        total=total,
+        completed=succeeded,
+        failed=failed,
+        created_at=_timestamp(batch.get("created_at")),
+    )

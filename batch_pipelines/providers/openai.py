@@ -1,0 +1,223 @@
+"""The OpenAI Batch API (and any server speaking it): files upload, batches, output/error files."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from batch_pipelines.engine.errors import classify
+from batch_pipelines.engine.limits import BatchLimits
+from batch_pipelines.engine.models import BatchRequest, BatchStatus, RequestKind
+from batch_pipelines.engine.pricing import ModelPrice, price_for
+from batch_pipelines.providers.base import LineError, ProviderBatchState, RawResult
+from batch_pipelines.providers.http import ProviderHTTP
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+ENDPOINTS: dict[RequestKind, str] = {"chat": "/v1/chat/completions", "embedding": "/v1/embeddings"}
+# 200 MB per input file, 50,000 requests; the enqueued-token pool differs per model and account tier.
+DEFAULT_LIMITS = BatchLimits(max_requests=50_000, max_bytes=200_000_000, max_enqueued_tokens=2_000_000)
+LIST_PAGE = 100
+
+_PHASES: dict[str, tuple[BatchStatus, bool]] = {
+    "validating": (BatchStatus.PENDING, False),
+    "in_progress": (BatchStatus.PROCESSING, False),
+    "finalizing": (BatchStatus.PROCESSING, False),
+    "completed": (BatchStatus.COMPLETED, True),
+    "failed": (BatchStatus.FAILED, True),
+    "expired": (BatchStatus.COMPLETED, True),
+    "cancelling": (BatchStatus.CANCELLED, False),
+    "cancelled": (BatchStatus.CANCELLED, True),
+}
+
+
+class OpenAIProvider:
+    """OpenAI batches for chat completions and embeddings.
+
+    ``base_url`` includes ``/v1`` (``https://api.openai.com/v1`` by default); ``api_key`` defaults to the
+    ``OPENAI_API_KEY`` environment variable. ``limits`` and ``price`` override the defaults for ``model``.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        limits: BatchLimits | None = None,
+        price: ModelPrice | None = None,
+        completion_window: str = "24h",
+        max_attempts: int = 6,
+        timeout_s: float = 60.0,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise ValueError("OpenAIProvider: no api_key given and OPENAI_API_KEY is not set")
+        self.model = model
+        self.limits = limits or DEFAULT_LIMITS
+        self.price = price or price_for(model)
+        self.completion_window = completion_window
+        self._http = ProviderHTTP(
+            self.name,
+            base_url or DEFAULT_BASE_URL,
+            {"Authorization": f"Bearer {key}"},
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(model={self.model!r}, http={self._http!r})"
+
+    def render_line(self, request: BatchRequest, response_schema: dict[str, Any] | None) -> bytes:
+        body: dict[str, Any]
+        if request.kind == "embedding":
+            body = {"model": self.model, "input": request.input}
+        else:
+            messages = request.messages or []
+            if request.system is not None:
+                messages = [{"role": "system", "content": request.system}, *messages]
+            body = {"model": self.model, "messages": messages}
+            if request.max_tokens is not None:
+                body["max_tokens"] = request.max_tokens
+            if request.temperature is not None:
+                body["temperature"] = request.temperature
+            if response_schema is not None:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "response", "schema": response_schema},
+                }
+        if request.params:
+            body.update(request.params)
+        line = {"custom_id": request.id, "method": "POST", "url": ENDPOINTS[request.kind], "body": body}
+        return (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+    async def create_batch(
+        self, path: Path, *, kind: RequestKind, tags: dict[str, str]
+    ) -> ProviderBatchState:
+        with path.open("rb") as handle:
+
+            def upload_form() -> dict[str, Any]:
+                handle.seek(0)
+                return {
+                    "files": {"file": (path.name, handle, "application/jsonl")},
+                    "data": {"purpose": "batch"},
+                }
+
+            uploaded = await self._http.request_json("POST", "/files", build=upload_form)
+        batch = await self._http.request_json(
+            "POST",
+            "/batches",
+            json={
+                "input_file_id": uploaded["id"],
+                "endpoint": ENDPOINTS[kind],
+                "completion_window": self.completion_window,
+                "metadata": tags,
+            },
+        )
+        return _state(batch)
+
+    async def find_batch(
+        self, tags: dict[str, str], *, created_after: float, request_count: int, exclude: set[str]
+    ) -> ProviderBatchState | None:
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": LIST_PAGE}
+            if after:
+                params["after"] = after
+            page = await self._http.request_json("GET", "/batches", params=params)
+            for batch in page.get("data", []):
+                metadata = batch.get("metadata") or {}
+                if batch["id"] not in exclude and all(metadata.get(k) == v for k, v in tags.items()):
+                    return _state(batch)
+            data = page.get("data", [])
+            oldest = min((b.get("created_at") or 0 for b in data), default=0)
+            if not page.get("has_more") or not data or oldest < created_after - 60:
+                return None
+            after = page.get("last_id") or data[-1]["id"]
+
+    async def get_batch(self, batch_id: str) -> ProviderBatchState:
+        return _state(await self._http.request_json("GET", f"/batches/{batch_id}"))
+
+    async def cancel_batch(self, batch_id: str) -> ProviderBatchState:
+        return _state(await self._http.request_json("POST", f"/batches/{batch_id}/cancel"))
+
+    async def iter_result_lines(self, batch_id: str) -> AsyncIterator[bytes]:
+        batch = await self._http.request_json("GET", f"/batches/{batch_id}")
+        for file_id in (batch.get("output_file_id"), batch.get("error_file_id")):
+            if file_id:
+                async for line in self._http.stream_lines(f"/files/{file_id}/content"):
+                    yield line
+
+    def parse_result_line(self, line: bytes) -> RawResult:
+        record = json.loads(line)
+        custom_id = record["custom_id"]
+        response = record.get("response")
+        if response and response.get("status_code") == 200:
+            return _success(custom_id, response.get("body") or {})
+        if response:
+            error = (response.get("body") or {}).get("error") or {}
+            status = response.get("status_code")
+        else:
+            error = record.get("error") or {}
+            status = None
+        message = str(error.get("message") or "the provider returned no result for this request")
+        error_type, retryable = classify(error.get("code") or error.get("type"), message, status)
+        return RawResult(custom_id, error=message, error_type=error_type, retryable=retryable)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _success(custom_id: str, body: dict[str, Any]) -> RawResult:
+    usage = body.get("usage") or {}
+    input_tokens = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+    output_tokens = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+    if "choices" in body:
+        message = body["choices"][0].get("message") or {}
+        content = message.get("content")
+        if content is None and message.get("refusal"):
+            return RawResult(
+                custom_id,
+                error=f"refused: {message['refusal']}",
+                error_type="content_policy",
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+            )
+        return RawResult(
+            custom_id, response=content or "", input_tokens=input_tokens, output_tokens=output_tokens
+        )
+    data = body.get("data") or [{}]
+    embedding = data[0].get("embedding")
+    return RawResult(custom_id, response="", embedding=embedding, input_tokens=input_tokens)
+
+
+def _state(batch: dict[str, Any]) -> ProviderBatchState:
+    raw = str(batch.get("status"))
+    phase, ended = _PHASES.get(raw, (BatchStatus.PROCESSING, False))
+    counts = batch.get("request_counts") or {}
+    errors = (batch.get("errors") or {}).get("data") or []
+    first = errors[0] if errors else {}
+    line_errors = [
+        LineError(int(e["line"]) - 1, str(e.get("code") or ""), str(e.get("message") or ""))
+        for e in errors
+        if isinstance(e.get("line"), int)
+    ]
+    return ProviderBatchState(
+        id=batch["id"],
+        raw_status=raw,
+        phase=phase,
+        detail=str(first.get("code") or raw) if raw == "failed" else raw,
+        ended=ended,
+        total=int(counts.get("total") or 0),
+        completed=int(counts.get("completed") or 0),
+        failed=int(counts.get("failed") or 0),
+        created_at=float(batch.get("created_at") or 0),
+        error_code=first.get("code"),
+        error_message=first.get("message"),
+        line_errors=line_errors,
+        metadata=dict(batch.get("metadata") or {}),
+    )
