@@ -17,7 +17,10 @@ def default_limiter_url() -> str:
 
 
 class RateLimiterResource(dg.ConfigurableResource):
-    """Where the limiter keeps its state and how much it allows; every field also takes a `dg.EnvVar`.
+    """Where the limiter keeps its state and how much it allows.
+
+    `url` takes `dg.EnvVar("NAME")` and the two limits `dg.EnvVar.int("NAME")` (Dagster resolves environment
+    variables into str and int fields only, so `burst_seconds` is plain config).
 
     `limiter("openai:gpt-4o-mini")` returns the limiter for that provider+model; runs, steps and
     partitions that name the same key draw on one budget because they share the backend's state.
@@ -28,8 +31,9 @@ class RateLimiterResource(dg.ConfigurableResource):
         description="memory://, sqlite:///relative.db, sqlite:////absolute.db or redis://host:port/db; "
         "default: SQLite in $BATCH_PIPELINES_HOME (else .batch_pipelines in the working directory).",
     )
-    requests_per_minute: float = Field(gt=0, description="Requests allowed per minute per key.")
-    tokens_per_minute: float = Field(gt=0, description="Tokens allowed per minute per key.")
+    # Positivity is checked when the limiter is made: an unresolved EnvVar.int reads as 0 here.
+    requests_per_minute: int = Field(description="Requests allowed per minute per key.")
+    tokens_per_minute: int = Field(description="Tokens allowed per minute per key.")
     burst_seconds: float = Field(
         default=1.0, gt=0, description="Seconds' worth of each limit a full bucket holds."
     )

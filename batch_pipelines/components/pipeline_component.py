@@ -1,0 +1,60 @@
+"""`BatchPipelineComponent`: a pipeline declared in YAML under `defs/`, the same spec the factory takes.
+
+type: batch_pipelines.components.BatchPipelineComponent
+attributes:
+  name: support_tickets
+  source: {path: "demo/tickets/*.parquet"}
+  partitions: {daily: {column: created_at, start_date: "2026-11-01"}}
+  id_column: ticket_id
+  prompt: {system: "You triage support tickets.", user: "{subject}\n\n{body}"}
+  provider: openai
+  model: gpt-4o-mini
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from batch_pipelines.components.factory import build_pipeline_defs
+from batch_pipelines.pipeline.spec import DEFAULT_CRON, parse_pipeline_spec
+
+# The YAML field `model` (the provider's model name) shadows the classmethod `Resolvable.model()` only on
+# instances; Dagster calls it on the class, where pydantic leaves it intact. Silence pydantic's warning.
+warnings.filterwarnings(
+    "ignore", message='Field name "model" in "BatchPipelineComponent"', category=UserWarning
+)
+
+
+class BatchPipelineComponent(dg.Component, dg.Model, dg.Resolvable):
+    """Runs a language model over every row of a partitioned source through provider batch APIs.
+
+    Becomes an input asset, a submission asset, a results asset with checks, a completion sensor and a
+    nightly schedule. Relative source paths and `results_root` resolve against the working folder.
+    """
+
+    name: str = Field(description="Lower-case identifier; the asset key prefix and group.")
+    source: dict[str, Any] = Field(description="`path` (a Parquet/CSV/JSONL glob) or `sql` (a DuckDB query).")
+    partitions: dict[str, Any] = Field(
+        description="`daily: {column, start_date, end_date?, timezone?}` or `static: {column, keys}`."
+    )
+    id_column: str = Field(description="Column that identifies a row; must be non-null and unique.")
+    prompt: dict[str, Any] = Field(description="`system` and `user` templates; `{column}` inserts a value.")
+    provider: str = Field(description="`openai` or `anthropic`.")
+    model: str  # type: ignore[assignment]
+    params: dict[str, Any] = Field(default_factory=dict, description="Model parameters, e.g. max_tokens.")
+    mode: str = Field(default="batch", description="`batch` (realtime and auto are reserved).")
+    response_schema: dict[str, Any] | None = Field(default=None, description="JSON schema of a response.")
+    schedule: dict[str, Any] | None = Field(
+        default=None, description=f"`cron` (default {DEFAULT_CRON!r}), `timezone`, `enabled`."
+    )
+    results_root: str | None = None
+    max_attempts: int = 3
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        declared = self.model_dump(exclude_none=True)
+        spec = parse_pipeline_spec(declared, origin=str(context.path))
+        return build_pipeline_defs(spec)

@@ -1,0 +1,50 @@
+"""Dagster resources: the batch engine's settings, and DuckDB over the results tree."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from pydantic import Field
+
+from batch_pipelines.pipeline.spec import PipelineSpec
+from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines.storage.views import create_views
+from batch_pipelines.workdir import resolve_workdir
+
+
+class BatchEngineResource(dg.ConfigurableResource):
+    """How the pipelines reach the batch engine: credentials, endpoint and the working folder.
+
+    The engine's store lives at `<workdir>/batches.db`, so every run, sensor tick and schedule of the code
+    location sees the same jobs.
+    """
+
+    api_key: str | None = Field(default=None, description="Provider API key; set it with dg.EnvVar.")
+    base_url: str | None = Field(
+        default=None, description="Provider endpoint; None means the provider's own."
+    )
+    workdir: str | None = Field(default=None, description="Working folder; default $BATCH_PIPELINES_HOME.")
+    sensor_page_size: int = Field(default=50, ge=1, description="Open jobs a sensor tick refreshes at most.")
+
+    def working_folder(self) -> Path:
+        return resolve_workdir(self.workdir)
+
+    def layout(self, spec: PipelineSpec | None = None) -> StorageLayout:
+        return StorageLayout.for_workdir(self.working_folder(), spec.results_root if spec else None)
+
+
+class DuckDBResource(dg.ConfigurableResource):
+    """A DuckDB connection with the `results`, `dead_letters`, `rejects`, `jobs` and `costs` views."""
+
+    workdir: str | None = Field(default=None, description="Working folder; default $BATCH_PIPELINES_HOME.")
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        layout = StorageLayout.for_workdir(resolve_workdir(self.workdir))
+        with duckdb.connect() as connection:
+            create_views(connection, layout)
+            yield connection

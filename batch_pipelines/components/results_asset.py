@@ -1,0 +1,90 @@
+"""The partitioned results asset: a finished job's answers as `<results root>/<pipeline>/<partition>.parquet`.
+
+It is materialized by the completion sensor, with the job id in a run tag.
+"""
+
+import asyncio
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from batch_pipelines.components.collection import CollectionOutcome, JobStillRunningError, collect_partition
+from batch_pipelines.components.engine_session import latest_job_id, open_engine
+from batch_pipelines.components.policies import JOB_ID_TAG, STEP_RETRY_POLICY
+from batch_pipelines.components.resources import BatchEngineResource
+from batch_pipelines.components.results_checks import evaluate_results_checks, results_check_specs
+from batch_pipelines.components.submission_asset import submission_key
+from batch_pipelines.pipeline.requests import spec_version
+from batch_pipelines.pipeline.spec import PipelineSpec
+
+
+def results_key(spec: PipelineSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "results"])
+
+
+def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    key = results_key(spec)
+
+    @dg.asset(
+        key=key,
+        deps=[submission_key(spec)],
+        partitions_def=partitions_def,
+        group_name=spec.name,
+        kinds={"parquet", "duckdb"},
+        code_version=spec_version(spec),
+        retry_policy=STEP_RETRY_POLICY,
+        check_specs=results_check_specs(spec, key),
+        description=(
+            f"Answers of pipeline {spec.name!r}, one Parquet file per partition; materialized by the "
+            "completion sensor when the partition's batch job ends."
+        ),
+    )
+    def results(
+        context: dg.AssetExecutionContext, batch_engine: BatchEngineResource
+    ) -> Iterator[dg.AssetCheckResult | dg.Output[None]]:
+        partition_key = context.partition_key
+        layout = batch_engine.layout(spec)
+
+        async def collect() -> CollectionOutcome:
+            async with open_engine(batch_engine, spec) as engine:
+                job_id = context.run.tags.get(JOB_ID_TAG) or await latest_job_id(
+                    engine.store, spec, partition_key
+                )
+                if job_id is None:
+                    missing = (
+                        f"no batch job for partition {partition_key!r}; materialize its submission first"
+                    )
+                    raise dg.Failure(description=missing, allow_retries=False)
+                return await collect_partition(engine.manager, spec, layout, partition_key, job_id)
+
+        try:
+            outcome = asyncio.run(collect())
+        except JobStillRunningError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        inputs = pl.read_parquet(layout.partition_path("inputs", spec.name, partition_key))
+        input_ids = set(inputs[spec.id_column].cast(pl.String).to_list())
+        yield from evaluate_results_checks(
+            spec, outcome.results, outcome.dead_letters, input_ids, outcome.resubmitted
+        )
+        cost = outcome.results["cost_usd"].sum() if outcome.results.height else 0.0
+        if outcome.resubmitted:
+            context.log.info(
+                f"resubmitted {outcome.resubmitted} transient failure(s) as attempt {outcome.job.attempt}"
+            )
+        yield dg.Output(
+            None,
+            metadata={
+                "dagster/row_count": outcome.results.height,
+                "path": dg.MetadataValue.path(outcome.results_path),
+                "job_id": outcome.job.id,
+                "answered_this_run": outcome.answered_now,
+                "dead_letters": outcome.dead_letters.height,
+                "resubmitted": outcome.resubmitted,
+                "input_tokens": int(outcome.results["input_tokens"].sum() or 0),
+                "output_tokens": int(outcome.results["output_tokens"].sum() or 0),
+                "cost_usd": float(cost or 0.0),
+            },
+        )
+
+    return results

@@ -1,0 +1,93 @@
+"""The results asset's checks: unique ids, every input item accounted for, schema-valid responses."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import jsonschema
+import polars as pl
+
+from batch_pipelines.pipeline.spec import PipelineSpec
+
+IDS_UNIQUE = "ids_unique"
+ITEMS_ACCOUNTED_FOR = "every_input_item_accounted_for"
+RESPONSES_MATCH_SCHEMA = "responses_match_schema"
+
+
+def results_check_specs(spec: PipelineSpec, results_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    specs = [
+        dg.AssetCheckSpec(IDS_UNIQUE, asset=results_key, description="No item id appears twice."),
+        dg.AssetCheckSpec(
+            ITEMS_ACCOUNTED_FOR,
+            asset=results_key,
+            description="Every input item has a result or a dead letter (warns while a retry is in flight).",
+        ),
+    ]
+    if spec.response_schema is not None:
+        specs.append(
+            dg.AssetCheckSpec(
+                RESPONSES_MATCH_SCHEMA,
+                asset=results_key,
+                description="Every response validates against the schema.",
+            )
+        )
+    return specs
+
+
+def evaluate_results_checks(
+    spec: PipelineSpec,
+    results: pl.DataFrame,
+    dead_letters: pl.DataFrame,
+    input_ids: set[str],
+    retry_in_flight: int,
+) -> list[dg.AssetCheckResult]:
+    duplicated = results.filter(pl.col("id").is_duplicated())["id"].unique().to_list()
+    checks = [
+        dg.AssetCheckResult(
+            check_name=IDS_UNIQUE,
+            passed=not duplicated,
+            metadata={"duplicated_ids": len(duplicated), "examples": ", ".join(sorted(duplicated)[:10])},
+        )
+    ]
+    accounted = set(results["id"].to_list()) | set(dead_letters["id"].to_list())
+    missing = sorted(input_ids - accounted)
+    checks.append(
+        dg.AssetCheckResult(
+            check_name=ITEMS_ACCOUNTED_FOR,
+            passed=not missing,
+            severity=dg.AssetCheckSeverity.WARN if retry_in_flight else dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "input_items": len(input_ids),
+                "results": results.height,
+                "dead_letters": dead_letters.height,
+                "unaccounted": len(missing),
+                "retry_in_flight": retry_in_flight,
+                "examples": ", ".join(missing[:10]),
+            },
+        )
+    )
+    if spec.response_schema is not None:
+        invalid = _invalid_responses(spec.response_schema, results)
+        checks.append(
+            dg.AssetCheckResult(
+                check_name=RESPONSES_MATCH_SCHEMA,
+                passed=not invalid,
+                metadata={"invalid_responses": len(invalid), "examples": ", ".join(invalid[:10])},
+            )
+        )
+    return checks
+
+
+def _invalid_responses(schema: dict[str, object], results: pl.DataFrame) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    invalid = []
+    for item_id, response in results.select("id", "response").iter_rows():
+        try:
+            document = json.loads(response) if response is not None else None
+        except json.JSONDecodeError:
+            invalid.append(item_id)
+            continue
+        if document is None or not validator.is_valid(document):
+            invalid.append(item_id)
+    return invalid

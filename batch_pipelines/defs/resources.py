@@ -1,0 +1,26 @@
+"""Resources shared by every pipeline of the code location.
+
+The provider key comes from $BATCH_PIPELINES_API_KEY (read when a run starts, never stored); the
+endpoint from $BATCH_PIPELINES_BASE_URL when set (the demo points it at the local emulator).
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from batch_pipelines.components.resources import BatchEngineResource, DuckDBResource
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "batch_engine": BatchEngineResource(
+                api_key=dg.EnvVar("BATCH_PIPELINES_API_KEY"),
+                base_url=os.environ.get("BATCH_PIPELINES_BASE_URL") or None,
+            ),
+            "duckdb": DuckDBResource(),
+        }
+    )
