@@ -19,6 +19,15 @@ class RequestTooLargeError(ValueError):
         self.tokens_per_period = tokens_per_period
 
 
+# How RateLimiter.from_url and the Dagster resource name these settings.
+_CALLER_NAMES = {
+    "requests_per_period": "requests_per_minute",
+    "tokens_per_period": "tokens_per_minute",
+    "period_seconds": "period_seconds",
+    "burst_seconds": "burst_seconds",
+}
+
+
 @dataclass(frozen=True)
 class LimitPolicy:
     """Requests and tokens allowed per period, and how much burst a full bucket allows.
@@ -36,10 +45,12 @@ class LimitPolicy:
     burst_seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        for field_name in ("requests_per_period", "tokens_per_period", "period_seconds", "burst_seconds"):
+        for field_name, caller_name in _CALLER_NAMES.items():
             value = getattr(self, field_name)
             if not value > 0:
-                raise ValueError(f"rate limit field {field_name!r} must be a positive number, got {value!r}")
+                raise ValueError(
+                    f"rate limit setting {caller_name!r} must be a positive number, got {value!r}"
+                )
 
     @property
     def request_interval(self) -> float:

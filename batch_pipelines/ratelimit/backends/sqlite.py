@@ -3,6 +3,10 @@
 WAL mode lets readers and the single writer overlap; every decision is one ``BEGIN IMMEDIATE``
 transaction, so two processes can never both read the same state and both take from it. Time is the
 machine's wall clock, the one clock every process on the machine shares.
+
+Async callers first try the transaction on the event loop's thread without waiting for the write lock
+(a decision takes tens of microseconds); only when another process holds the lock does the call move to
+a worker thread that waits for it, so the event loop never blocks on a lock.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import anyio.to_thread
 
@@ -27,6 +33,8 @@ CREATE TABLE IF NOT EXISTS rate_limiter_buckets (
 """
 _BUSY_TIMEOUT_SECONDS = 30.0
 
+Result = TypeVar("Result")
+
 
 class SqliteBackend:
     def __init__(self, path: Path) -> None:
@@ -35,38 +43,28 @@ class SqliteBackend:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._connection().execute(_SCHEMA)
+        self._connection(waits_for_lock=True).execute(_SCHEMA)
 
     def decide(self, key: str, policy: LimitPolicy, tokens: int) -> Decision:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            now = time.time()
-            state, decision = gcra.decide(self._read(connection, key, now), now, policy, tokens)
-            if decision.admitted:
-                self._write(connection, key, state)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        return decision
+        return self._decide(self._connection(waits_for_lock=True), key, policy, tokens)
 
     async def decide_async(self, key: str, policy: LimitPolicy, tokens: int) -> Decision:
+        try:
+            return self._decide(self._connection(waits_for_lock=False), key, policy, tokens)
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise
         return await anyio.to_thread.run_sync(self.decide, key, policy, tokens)
 
     def adjust(self, key: str, policy: LimitPolicy, requests: int, tokens: int) -> None:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            now = time.time()
-            state = gcra.adjust(self._read(connection, key, now), now, policy, requests, tokens)
-            self._write(connection, key, state)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+        self._adjust(self._connection(waits_for_lock=True), key, policy, requests, tokens)
 
     async def adjust_async(self, key: str, policy: LimitPolicy, requests: int, tokens: int) -> None:
+        try:
+            return self._adjust(self._connection(waits_for_lock=False), key, policy, requests, tokens)
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise
         await anyio.to_thread.run_sync(self.adjust, key, policy, requests, tokens)
 
     def close(self) -> None:
@@ -79,32 +77,67 @@ class SqliteBackend:
     async def close_async(self) -> None:
         self.close()
 
-    def _connection(self) -> sqlite3.Connection:
-        # sqlite3 connections belong to the thread that made them; async calls run on worker threads.
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+    def _decide(self, connection: sqlite3.Connection, key: str, policy: LimitPolicy, tokens: int) -> Decision:
+        def step(state: BucketState, now: float) -> tuple[BucketState | None, Decision]:
+            taken, decision = gcra.decide(state, now, policy, tokens)
+            return (taken if decision.admitted else None), decision
+
+        return _in_write_transaction(connection, key, step)
+
+    def _adjust(
+        self, connection: sqlite3.Connection, key: str, policy: LimitPolicy, requests: int, tokens: int
+    ) -> None:
+        def step(state: BucketState, now: float) -> tuple[BucketState | None, None]:
+            return gcra.adjust(state, now, policy, requests, tokens), None
+
+        _in_write_transaction(connection, key, step)
+
+    def _connection(self, waits_for_lock: bool) -> sqlite3.Connection:
+        # sqlite3 connections belong to the thread that made them; each thread keeps one that waits for
+        # the write lock and, on an event loop's thread, one that gives up at once.
+        attribute = "waiting" if waits_for_lock else "nonblocking"
+        connection: sqlite3.Connection | None = getattr(self._local, attribute, None)
         if connection is None:
+            timeout = _BUSY_TIMEOUT_SECONDS if waits_for_lock else 0.0
             connection = sqlite3.connect(
-                self.path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
-            self._local.connection = connection
+            setattr(self._local, attribute, connection)
             with self._connections_lock:
                 self._connections.append(connection)
         return connection
 
-    @staticmethod
-    def _read(connection: sqlite3.Connection, key: str, now: float) -> BucketState:
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _in_write_transaction(
+    connection: sqlite3.Connection,
+    key: str,
+    step: Callable[[BucketState, float], tuple[BucketState | None, Result]],
+) -> Result:
+    """Read the key's state, let ``step`` decide, write what it returns (None: nothing), all atomically."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        now = time.time()
         row = connection.execute(
             "SELECT request_tat, token_tat FROM rate_limiter_buckets WHERE key = ?", (key,)
         ).fetchone()
-        return BucketState.full(now) if row is None else BucketState(request_tat=row[0], token_tat=row[1])
-
-    @staticmethod
-    def _write(connection: sqlite3.Connection, key: str, state: BucketState) -> None:
-        connection.execute(
-            "INSERT INTO rate_limiter_buckets (key, request_tat, token_tat) VALUES (?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET "
-            "request_tat = excluded.request_tat, token_tat = excluded.token_tat",
-            (key, state.request_tat, state.token_tat),
-        )
+        state = BucketState.full(now) if row is None else BucketState(request_tat=row[0], token_tat=row[1])
+        new_state, result = step(state, now)
+        if new_state is not None:
+            connection.execute(
+                "INSERT INTO rate_limiter_buckets (key, request_tat, token_tat) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET "
+                "request_tat = excluded.request_tat, token_tat = excluded.token_tat",
+                (key, new_state.request_tat, new_state.token_tat),
+            )
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return result
