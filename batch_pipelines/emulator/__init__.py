@@ -1,0 +1,5 @@
+"""A local, wire-compatible OpenAI + Anthropic provider emulator (see docs/emulator.md).
+
+Start it with ``batch-pipelines emulator`` or, from Python, with
+:class:`batch_pipelines.emulator.process.EmulatorProcess`.
+"""

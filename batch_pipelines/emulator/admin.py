@@ -1,0 +1,99 @@
+"""The ``/_emulator/`` admin API: change faults and limits, queue scenarios, read counters.
+
+No authentication: the emulator binds the loopback interface.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from batch_pipelines.emulator.config import ConfigError, config_from_dict
+from batch_pipelines.emulator.errors import ApiError, invalid
+from batch_pipelines.emulator.runtime import SCENARIOS, QueuedScenario, Runtime
+from batch_pipelines.emulator.wire import parse_json_object
+
+
+class AdminRoutes:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def get_config(self, request: Request) -> Response:
+        return JSONResponse(self.runtime.config.to_dict())
+
+    async def patch_config(self, request: Request) -> Response:
+        """POST/PATCH deep-merge the body into the config; PUT replaces it (missing keys take defaults)."""
+        body = parse_json_object(await request.body())
+        try:
+            config = config_from_dict(body) if request.method == "PUT" else self.runtime.config.patched(body)
+        except ConfigError as error:
+            raise invalid(f"Invalid emulator config: {error}") from error
+        self.runtime.replace_config(config)
+        return JSONResponse(config.to_dict())
+
+    async def queue_scenario(self, request: Request) -> Response:
+        body = parse_json_object(await request.body())
+        name = body.get("name")
+        provider = body.get("provider")
+        count = body.get("count", 1)
+        if name not in SCENARIOS:
+            raise invalid(f"Unknown scenario {name!r}; expected one of {', '.join(SCENARIOS)}.", param="name")
+        if provider not in (None, "openai", "anthropic"):
+            raise invalid("'provider' must be 'openai', 'anthropic' or absent.", param="provider")
+        if not isinstance(count, int) or count < 1:
+            raise invalid("'count' must be a positive integer.", param="count")
+        self.runtime.scenarios.extend(QueuedScenario(name, provider) for _ in range(count))
+        return self._scenarios()
+
+    async def list_scenarios(self, request: Request) -> Response:
+        return self._scenarios()
+
+    async def clear_scenarios(self, request: Request) -> Response:
+        self.runtime.scenarios.clear()
+        return self._scenarios()
+
+    def _scenarios(self) -> Response:
+        queued = [{"name": s.name, "provider": s.provider} for s in self.runtime.scenarios]
+        return JSONResponse({"queued": queued, "available": list(SCENARIOS)})
+
+    async def stats(self, request: Request) -> Response:
+        counters = self.runtime.counters
+        requests = {
+            key[len("requests.") :]: value for key, value in counters.items() if key.startswith("requests.")
+        }
+        statuses = {
+            key[len("status.") :]: value for key, value in counters.items() if key.startswith("status.")
+        }
+        return JSONResponse(
+            {
+                "requests_served": sum(requests.values()),
+                "requests_by_endpoint": requests,
+                "responses_by_status": statuses,
+                "rate_limited_429": counters["rate_limited_429"],
+                "dropped_connections": counters["faults.drop_connection"],
+                "faults_injected": {
+                    k[len("faults.") :]: v for k, v in counters.items() if k.startswith("faults.")
+                },
+                "batches_created": {
+                    provider: counters[f"batches_created.{provider}"] for provider in ("openai", "anthropic")
+                },
+                "batches_ended": {
+                    k[len("batches_") :]: v
+                    for k, v in counters.items()
+                    if k.startswith("batches_") and not k.startswith("batches_created")
+                },
+                "files": len(self.runtime.store.files),
+                "batches": len(self.runtime.store.batches),
+            }
+        )
+
+    async def reset_stats(self, request: Request) -> Response:
+        self.runtime.counters.clear()
+        return JSONResponse({"reset": True})
+
+
+def unknown_route_error(path: str) -> ApiError:
+    return ApiError(404, f"Invalid URL (no route for {path}).")

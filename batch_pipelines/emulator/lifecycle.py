@@ -1,0 +1,257 @@
+"""A batch's life on the scaled clock, for both providers.
+
+At creation a batch gets a *plan*: when validation ends, when its last request is done, when finalizing
+ends, when it expires. Requests finish one after another between the first two instants, in a seeded
+shuffled order. The visible state is derived from the plan and the current time whenever the batch is
+read, so no background task is needed and a restarted emulator (with a state directory) continues
+exactly where the plan says. When a terminal instant has passed, the results are produced once and the
+batch is frozen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from batch_pipelines.emulator.batch_lines import (
+    anthropic_line,
+    anthropic_unfinished_line,
+    dumps_lines,
+    openai_expired_line,
+    openai_line,
+)
+from batch_pipelines.emulator.config import BATCH_FAULTS, EmulatorConfig
+from batch_pipelines.emulator.runtime import Runtime
+from batch_pipelines.emulator.store import BatchRecord, BatchRequest
+
+ACTIVE_OPENAI = ("validating", "in_progress", "finalizing", "cancelling")
+
+
+def order_seed(seed: int, custom_ids: list[str]) -> str:
+    digest = hashlib.blake2b("\n".join(custom_ids).encode(), digest_size=8).hexdigest()
+    return f"{seed}:{digest}"
+
+
+@lru_cache(maxsize=256)
+def processing_order(seed_text: str, total: int) -> tuple[int, ...]:
+    order = list(range(total))
+    random.Random(seed_text).shuffle(order)
+    return tuple(order)
+
+
+@dataclass(frozen=True)
+class Plan:
+    validated_at: float
+    work_done_at: float
+    finalized_at: float
+    expires_at: float
+
+
+def new_plan(config: EmulatorConfig, created_at: float, total: int, scenario: str | None) -> Plan:
+    life = config.lifecycle
+    validated_at = created_at + config.scaled(life.validating_s)
+    work = min(life.in_progress_max_s, max(life.in_progress_min_s, total * life.per_request_s))
+    work_done_at = validated_at + config.scaled(work)
+    finalizing = life.stuck_finalizing_s if scenario == "stuck_finalizing" else life.finalizing_s
+    expires_at = created_at + config.scaled(life.completion_window_s)
+    if scenario == "expire_half":
+        expires_at = validated_at + (work_done_at - validated_at) * 0.5 + 1e-6
+    elif scenario == "expire_all":
+        expires_at = validated_at
+    return Plan(validated_at, work_done_at, work_done_at + config.scaled(finalizing), expires_at)
+
+
+def done_by(batch: BatchRecord, moment: float) -> int:
+    """How many requests of the batch have finished at ``moment`` (ignoring cancel and expiry)."""
+    if batch.total == 0 or moment <= batch.validated_at:
+        return 0
+    if moment >= batch.work_done_at:
+        return batch.total
+    span = batch.work_done_at - batch.validated_at
+    return min(batch.total, math.floor(batch.total * (moment - batch.validated_at) / span))
+
+
+def expires_before_done(batch: BatchRecord) -> bool:
+    return batch.expires_at < batch.work_done_at
+
+
+class Lifecycle:
+    """Derives and freezes batch states; the provider routes only call ``refresh`` and ``cancel``."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._faults: dict[str, list[str | None]] = {}
+
+    # --- derived state -------------------------------------------------------------------------------
+    def refresh(self, batch: BatchRecord) -> None:
+        """Freeze the batch if its terminal instant has passed."""
+        if batch.terminal_at is not None:
+            return
+        now = time.time()
+        if batch.validation_errors:
+            if now >= batch.validated_at:
+                self._finish(batch, "failed", batch.validated_at, 0)
+            return
+        if batch.cancel_done_at is not None:
+            if now >= batch.cancel_done_at:
+                self._finish(batch, "cancelled", batch.cancel_done_at, batch.cancel_completed)
+            return
+        if expires_before_done(batch) and now >= batch.expires_at:
+            self._finish(batch, "expired", batch.expires_at, done_by(batch, batch.expires_at))
+            return
+        if now >= batch.finalized_at:
+            self._finish(batch, "completed", batch.finalized_at, batch.total)
+
+    def visible_status(self, batch: BatchRecord) -> str:
+        if batch.status is not None:
+            return batch.status
+        now = time.time()
+        if batch.cancel_requested_at is not None:
+            return "cancelling"
+        if now < batch.validated_at:
+            return "validating"
+        if now < batch.work_done_at:
+            return "in_progress"
+        return "finalizing"
+
+    def progress(self, batch: BatchRecord) -> tuple[int, int]:
+        """(completed, failed) requests right now, for a batch that has not ended."""
+        moment = time.time()
+        if batch.cancel_requested_at is not None:
+            moment = min(moment, batch.cancel_requested_at)
+        done = done_by(batch, moment)
+        faults = self.faults_of(batch)
+        order = processing_order(batch.order_seed, batch.total)
+        failed = sum(1 for index in order[:done] if faults[index] is not None)
+        return done - failed, failed
+
+    def enqueued_tokens(self, model: str) -> int:
+        total = 0
+        for batch in self.runtime.store.batches.values():
+            if batch.provider != "openai" or batch.model != model or batch.validation_errors:
+                continue
+            self.refresh(batch)
+            if batch.terminal_at is None:
+                total += batch.enqueued_tokens
+        return total
+
+    # --- actions ------------------------------------------------------------------------------------
+    def cancel(self, batch: BatchRecord) -> None:
+        """Start cancelling: requests already running finish; the rest never start."""
+        now = time.time()
+        config = self.runtime.config
+        done = done_by(batch, now)
+        in_flight = 0
+        if now >= batch.validated_at:
+            in_flight = min(batch.total - done, math.ceil(batch.total * config.lifecycle.in_flight_fraction))
+        batch.cancel_requested_at = now
+        batch.cancel_done_at = now + config.scaled(config.lifecycle.cancelling_s)
+        batch.cancel_completed = done + in_flight
+        self.runtime.store.save_batch(batch)
+
+    def faults_of(self, batch: BatchRecord) -> list[str | None]:
+        """The fault (or None) of each request, decided once per batch from markers and seeded rates."""
+        decided = self._faults.get(batch.id)
+        if decided is None:
+            rates = self.runtime.config.faults.batch_error_rates
+            injector = self.runtime.faults
+            everything_invalid = batch.provider == "anthropic" and batch.scenario == "fail_validation"
+            decided = [
+                "invalid_request"
+                if everything_invalid
+                else injector.batch_fault(request.text, rates, BATCH_FAULTS)
+                for request in self.requests_of(batch)
+            ]
+            self._faults[batch.id] = decided
+        return decided
+
+    def requests_of(self, batch: BatchRecord) -> list[BatchRequest]:
+        if not batch.requests and batch.provider == "openai" and batch.total:
+            content = self.runtime.store.contents.get(batch.input_file_id, b"")
+            for line in content.decode("utf-8", errors="replace").splitlines():
+                if line.strip():
+                    item = json.loads(line)
+                    batch.requests.append(BatchRequest(item["custom_id"], item.get("body", {}), line))
+        return batch.requests
+
+    # --- freezing -----------------------------------------------------------------------------------
+    def _finish(self, batch: BatchRecord, status: str, at: float, done: int) -> None:
+        order = processing_order(batch.order_seed, batch.total)
+        finished, unfinished = order[:done], order[done:]
+        if batch.provider == "openai":
+            self._finish_openai(batch, status, finished, unfinished)
+        else:
+            self._finish_anthropic(batch, status, finished, unfinished)
+        batch.status = status
+        batch.terminal_at = at
+        self._faults.pop(batch.id, None)
+        self.runtime.store.save_batch(batch)
+        self.runtime.counters[f"batches_{status}.{batch.provider}"] += 1
+
+    def _finish_openai(
+        self, batch: BatchRecord, status: str, finished: tuple[int, ...], unfinished: tuple[int, ...]
+    ) -> None:
+        if status == "failed":
+            batch.counts = {"total": 0, "completed": 0, "failed": 0}
+            return
+        requests = self.requests_of(batch)
+        faults = self.faults_of(batch)
+        settings = self.runtime.config.model
+        successes: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for index in finished:
+            line = openai_line(requests[index], batch.endpoint, faults[index], settings)
+            ok = line["response"] is not None and line["response"]["status_code"] == 200
+            (successes if ok else errors).append(line)
+        if status == "expired":
+            errors.extend(openai_expired_line(requests[index]) for index in unfinished)
+        shuffler = random.Random(batch.order_seed + ":output")
+        shuffler.shuffle(successes)
+        shuffler.shuffle(errors)
+        store = self.runtime.store
+        batch.output_file_id = store.add_file(
+            f"batch_{batch.id}_output.jsonl", "batch_output", dumps_lines(successes)
+        ).id
+        if errors:
+            batch.error_file_id = store.add_file(
+                f"batch_{batch.id}_error.jsonl", "batch_output", dumps_lines(errors)
+            ).id
+        batch.counts = {
+            "total": batch.total,
+            "completed": len(successes),
+            "failed": len(finished) - len(successes),
+        }
+        if status == "expired":
+            batch.counts["failed"] += len(unfinished)
+        batch.usage = _sum_usage(successes)
+
+    def _finish_anthropic(
+        self, batch: BatchRecord, status: str, finished: tuple[int, ...], unfinished: tuple[int, ...]
+    ) -> None:
+        requests = self.requests_of(batch)
+        faults = self.faults_of(batch)
+        settings = self.runtime.config.model
+        lines = [anthropic_line(requests[index], faults[index], settings) for index in finished]
+        leftover = "canceled" if status == "cancelled" else "expired"
+        lines.extend(anthropic_unfinished_line(requests[index], leftover) for index in unfinished)
+        random.Random(batch.order_seed + ":output").shuffle(lines)
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        for line in lines:
+            counts[str(line["result"]["type"])] += 1
+        batch.counts = counts
+        batch.results = [json.dumps(line, separators=(",", ":")) for line in lines]
+
+
+def _sum_usage(lines: list[dict[str, Any]]) -> dict[str, int]:
+    prompt = completion = 0
+    for line in lines:
+        usage = line["response"]["body"].get("usage", {})
+        prompt += int(usage.get("prompt_tokens", 0))
+        completion += int(usage.get("completion_tokens", 0))
+    return {"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt + completion}

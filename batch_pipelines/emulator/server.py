@@ -1,0 +1,52 @@
+"""Run the emulator: bind 127.0.0.1 (a free port for 0), serve with uvicorn, announce the URL once ready."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+import uvloop
+
+from batch_pipelines.emulator.app import build_app
+from batch_pipelines.emulator.config import EmulatorConfig
+from batch_pipelines.emulator.runtime import Runtime
+
+READY_PREFIX = "Emulator listening on "
+
+
+def serve(config: EmulatorConfig, host: str, port: int, state_dir: Path | None) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    bound_port = listener.getsockname()[1]
+    app = build_app(Runtime.create(config, state_dir))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            loop="uvloop",
+            http="httptools",
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            timeout_keep_alive=30,
+            backlog=2048,
+        )
+    )
+
+    async def announce_when_ready() -> None:
+        # uvicorn offers no readiness event to wait on.
+        while not server.started:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        sys.stdout.write(f"{READY_PREFIX}http://{host}:{bound_port}\n")
+        sys.stdout.flush()
+
+    async def run() -> None:
+        announcer = asyncio.create_task(announce_when_ready())
+        await server.serve(sockets=[listener])
+        announcer.cancel()
+
+    uvloop.run(run())
