@@ -38,10 +38,10 @@ def estimate_tokens(request: BatchRequest) -> int:
     messages = request.messages or ()
     for message in messages:
         content = message.get("content")
-        if isinstance(content, str):
+        if content.__class__ is str:
             chars += len(content)
         elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    chars += len(part["text"])
+            chars += sum(
+                len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
     return chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * (len(messages) + 1)

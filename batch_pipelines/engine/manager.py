@@ -306,18 +306,16 @@ class BatchManager:
             buffer: list[BatchResult] = []
             async for line in self.provider.iter_result_lines(batch.provider_batch_id):
                 try:
-                    raw = self.provider.parse_result_line(line)
+                    parsed = self.provider.parse_result_line(line)
                 except (ValueError, KeyError, TypeError, IndexError) as error:
                     logger.warning(
                         "batch %s: skipping unreadable result line (%s)", batch.provider_batch_id, error
                     )
                     continue
-                if raw.custom_id not in members:
-                    logger.warning(
-                        "batch %s: result for unknown id %r", batch.provider_batch_id, raw.custom_id
-                    )
+                if parsed.id not in members:
+                    logger.warning("batch %s: result for unknown id %r", batch.provider_batch_id, parsed.id)
                     continue
-                buffer.append(finisher.finish(raw))
+                buffer.append(finisher.finish(parsed))
                 if len(buffer) >= STORE_PAGE:
                     await self.store.upsert_results(record.id, buffer)
                     buffer = []

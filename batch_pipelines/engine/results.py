@@ -11,7 +11,6 @@ from jsonschema.validators import validator_for
 
 from batch_pipelines.engine.models import BatchResult
 from batch_pipelines.engine.pricing import ModelPrice
-from batch_pipelines.providers.base import RawResult
 
 
 def check_response_schema(schema: dict[str, Any]) -> None:
@@ -42,21 +41,12 @@ class ResultFinisher:
             else None
         )
 
-    def finish(self, raw: RawResult) -> BatchResult:
-        result = BatchResult(
-            id=raw.custom_id,
-            response=raw.response,
-            error=raw.error,
-            error_type=raw.error_type,
-            retryable=raw.retryable,
-            input_tokens=raw.input_tokens,
-            output_tokens=raw.output_tokens,
-            embedding=raw.embedding,
-            attempt=self.attempt,
-            provider_batch_id=self.provider_batch_id,
-        )
-        if self.price is not None and (raw.input_tokens or raw.output_tokens):
-            result.cost_usd = self.price.cost(raw.input_tokens, raw.output_tokens, batch=True)
+    def finish(self, result: BatchResult) -> BatchResult:
+        """Complete a result parsed by the provider, in place: attempt, batch id, cost, structured output."""
+        result.attempt = self.attempt
+        result.provider_batch_id = self.provider_batch_id
+        if self.price is not None and (result.input_tokens or result.output_tokens):
+            result.cost_usd = self.price.cost(result.input_tokens, result.output_tokens, batch=True)
         if self._validator is not None and result.error is None:
             self._parse_structured(result)
         return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from batch_pipelines.engine.limits import BatchLimits, estimate_tokens
 from batch_pipelines.engine.models import BatchRequest
@@ -29,8 +29,7 @@ class Chunk:
     est_tokens: int
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
+class Placement(NamedTuple):
     """Where a request landed: file ``chunk``, line ``line`` (0-based), with its estimated prompt tokens."""
 
     chunk: int
@@ -69,6 +68,25 @@ class ChunkSplitter:
         tokens = estimate_tokens(request)
         size = len(line)
         limits = self.limits
+        token_limit = limits.max_enqueued_tokens
+        if (
+            self._file is None
+            or self._count >= limits.max_requests
+            or self._bytes + size > limits.max_bytes
+            or (token_limit is not None and self._tokens + tokens > token_limit)
+        ):
+            self._check_fits(request, size, tokens)
+            self._start_chunk()
+        assert self._file is not None
+        self._file.write(line)
+        placement = Placement(self._index, self._count, tokens)
+        self._count += 1
+        self._bytes += size
+        self._tokens += tokens
+        return placement
+
+    def _check_fits(self, request: BatchRequest, size: int, tokens: int) -> None:
+        limits = self.limits
         if size > limits.max_bytes:
             raise RequestTooLargeError(
                 f"request {request.id!r} renders to {size} bytes, over the {limits.max_bytes}-byte limit"
@@ -78,20 +96,6 @@ class ChunkSplitter:
                 f"request {request.id!r} has about {tokens} prompt tokens, over the "
                 f"{limits.max_enqueued_tokens}-token enqueued limit"
             )
-        if (
-            self._file is None
-            or self._count >= limits.max_requests
-            or self._bytes + size > limits.max_bytes
-            or (limits.max_enqueued_tokens is not None and self._tokens + tokens > limits.max_enqueued_tokens)
-        ):
-            self._start_chunk()
-        assert self._file is not None
-        self._file.write(line)
-        placement = Placement(self._index, self._count, tokens)
-        self._count += 1
-        self._bytes += size
-        self._tokens += tokens
-        return placement
 
     def finish(self) -> list[Chunk]:
         """Close the last file; the chunks written, in order."""

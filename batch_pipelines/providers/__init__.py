@@ -1,7 +1,7 @@
 """Provider batch API clients (httpx only), each written from the provider's wire format."""
 
 from batch_pipelines.providers.anthropic import AnthropicProvider
-from batch_pipelines.providers.base import BatchProvider, ProviderBatchState, RawResult
+from batch_pipelines.providers.base import BatchProvider, ProviderBatchState
 from batch_pipelines.providers.factory import make_provider
 from batch_pipelines.providers.openai import OpenAIProvider
 
@@ -10,6 +10,5 @@ __all__ = [
     "BatchProvider",
     "OpenAIProvider",
     "ProviderBatchState",
-    "RawResult",
     "make_provider",
 ]

@@ -12,11 +12,14 @@ from typing import Any
 
 from batch_pipelines.engine.errors import classify
 from batch_pipelines.engine.limits import BatchLimits
-from batch_pipelines.engine.models import BatchRequest, BatchStatus, RequestKind
+from batch_pipelines.engine.models import BatchRequest, BatchResult, BatchStatus, RequestKind
 from batch_pipelines.engine.pricing import ModelPrice, price_for
-from batch_pipelines.providers.base import ProviderBatchState, RawResult
+from batch_pipelines.providers.base import ProviderBatchState
 from batch_pipelines.providers.http import ProviderHTTP
 
+# One encoder for every line: json.dumps with options would build a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 # 100,000 requests or 256 MB per batch; the margin leaves room for the JSON wrapper around the lines.
@@ -89,7 +92,7 @@ class AnthropicProvider:
         if request.params:
             params.update(request.params)
         line = {"custom_id": request.id, "params": params}
-        return (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        return (_encode(line) + "\n").encode()
 
     async def create_batch(
         self, path: Path, *, kind: RequestKind, tags: dict[str, str]
@@ -137,8 +140,8 @@ class AnthropicProvider:
         async for line in self._http.stream_lines(f"/v1/messages/batches/{batch_id}/results"):
             yield line
 
-    def parse_result_line(self, line: bytes) -> RawResult:
-        record = json.loads(line)
+    def parse_result_line(self, line: bytes) -> BatchResult:
+        record = _decode(line.decode())
         custom_id = record["custom_id"]
         result = record.get("result") or {}
         kind = result.get("type")
@@ -148,7 +151,7 @@ class AnthropicProvider:
             text = "".join(
                 block.get("text", "") for block in message.get("content") or () if block.get("type") == "text"
             )
-            return RawResult(
+            return BatchResult(
                 custom_id,
                 response=text,
                 input_tokens=int(usage.get("input_tokens") or 0),
@@ -160,22 +163,22 @@ class AnthropicProvider:
             inner: dict[str, Any] = nested if isinstance(nested, dict) else outer
             message_text = str(inner.get("message") or "errored")
             error_type, retryable = classify(inner.get("type"), message_text)
-            return RawResult(custom_id, error=message_text, error_type=error_type, retryable=retryable)
+            return BatchResult(custom_id, error=message_text, error_type=error_type, retryable=retryable)
         if kind == "canceled":
-            return RawResult(
+            return BatchResult(
                 custom_id,
                 error="the batch was cancelled before this request ran",
                 error_type="cancelled",
                 retryable=True,
             )
         if kind == "expired":
-            return RawResult(
+            return BatchResult(
                 custom_id,
                 error="the batch expired before this request ran",
                 error_type="batch_expired",
                 retryable=True,
             )
-        return RawResult(custom_id, error=f"unknown result type {kind!r}", error_type="unknown")
+        return BatchResult(custom_id, error=f"unknown result type {kind!r}", error_type="unknown")
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batch_pipelines.engine.limits import BatchLimits
-from batch_pipelines.engine.models import BatchRequest, BatchStatus, RequestKind
+from batch_pipelines.engine.models import BatchRequest, BatchResult, BatchStatus, RequestKind
 from batch_pipelines.engine.pricing import ModelPrice
 
 
@@ -44,20 +44,6 @@ class ProviderBatchState:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class RawResult:
-    """One parsed result line, before the engine adds cost, schema validation and bookkeeping."""
-
-    custom_id: str
-    response: str | None = None
-    error: str | None = None
-    error_type: str | None = None
-    retryable: bool = False
-    input_tokens: int = 0
-    output_tokens: int = 0
-    embedding: list[float] | None = None
-
-
 class BatchProvider(Protocol):
     """A provider batch API. Implementations: OpenAIProvider, AnthropicProvider."""
 
@@ -90,6 +76,8 @@ class BatchProvider(Protocol):
         """Every result line of an ended batch, successes and errors, in the provider's order."""
         ...
 
-    def parse_result_line(self, line: bytes) -> RawResult: ...
+    def parse_result_line(self, line: bytes) -> BatchResult:
+        """One result line as a BatchResult whose ``id`` is the line's custom_id (raises on bad JSON)."""
+        ...
 
     async def aclose(self) -> None: ...

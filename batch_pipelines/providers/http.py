@@ -37,7 +37,7 @@ class RetryAfterOrBackoff(wait_base):
     """Wait what the server asked for, else exponential backoff with jitter."""
 
     def __init__(self, initial: float, maximum: float) -> None:
-        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome

@@ -1,0 +1,24 @@
+import pytest
+
+from batch_pipelines.engine.pricing import ModelPrice, job_cost, price_for
+
+
+def test_batch_costs_half_of_realtime() -> None:
+    price = ModelPrice(input_per_million=0.15, output_per_million=0.60)
+    assert price.cost(1_000_000, 1_000_000, batch=False) == pytest.approx(0.75)
+    assert price.cost(1_000_000, 1_000_000) == pytest.approx(0.375)
+
+
+def test_dated_snapshot_uses_base_model_price() -> None:
+    assert price_for("gpt-4o-mini-2024-07-18") == price_for("gpt-4o-mini")
+    assert price_for("gpt-4o-2024-08-06") == price_for("gpt-4o")
+    assert price_for("some-local-model") is None
+
+
+def test_job_cost_reports_savings() -> None:
+    cost = job_cost(ModelPrice(2.0, 8.0), 0.5, input_tokens=500_000, output_tokens=100_000)
+    assert cost.realtime_usd == pytest.approx(1.8)
+    assert cost.actual_usd == pytest.approx(0.9)
+    assert cost.saved_usd == pytest.approx(0.9)
+    assert cost.estimated_usd == 0.5
+    assert job_cost(None, None, 10, 10).actual_usd is None
