@@ -4,7 +4,6 @@ It is materialized by the completion sensor, with the job id in a run tag.
 """
 
 import asyncio
-from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
@@ -40,9 +39,7 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
             "completion sensor when the partition's batch job ends."
         ),
     )
-    def results(
-        context: dg.AssetExecutionContext, batch_engine: BatchEngineResource
-    ) -> Iterator[dg.AssetCheckResult | dg.Output[None]]:
+    def results(context: dg.AssetExecutionContext, batch_engine: BatchEngineResource) -> dg.MaterializeResult:
         partition_key = context.partition_key
         layout = batch_engine.layout(spec)
 
@@ -64,7 +61,7 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
             raise dg.Failure(description=str(error), allow_retries=False) from None
         inputs = pl.read_parquet(layout.partition_path("inputs", spec.name, partition_key))
         input_ids = set(inputs[spec.id_column].cast(pl.String).to_list())
-        yield from evaluate_results_checks(
+        checks = evaluate_results_checks(
             spec, outcome.results, outcome.dead_letters, input_ids, outcome.resubmitted
         )
         cost = outcome.results["cost_usd"].sum() if outcome.results.height else 0.0
@@ -72,8 +69,8 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
             context.log.info(
                 f"resubmitted {outcome.resubmitted} transient failure(s) as attempt {outcome.job.attempt}"
             )
-        yield dg.Output(
-            None,
+        return dg.MaterializeResult(
+            check_results=checks,
             metadata={
                 "dagster/row_count": outcome.results.height,
                 "path": dg.MetadataValue.path(outcome.results_path),

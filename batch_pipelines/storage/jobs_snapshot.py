@@ -1,9 +1,68 @@
-"""Copy the engine's job records into Parquet so DuckDB can show them as the `jobs` and `costs` views."""
+"""Copy the engine's job records into Parquet so DuckDB can show them as the `jobs` and `costs` views.
+
+The store is SQLite (or PostgreSQL) and this DuckDB build cannot attach SQLite offline, so the views read a
+snapshot that the query command, the demo and each completion-sensor tick refresh.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import polars as pl
+
+from batch_pipelines.engine import BatchJob, BatchStore
 from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines.storage.parquet_files import write_parquet_atomic
+from batch_pipelines.storage.views import JOBS_SCHEMA
+
+_PAGE = 500
+
+
+def job_row(job: BatchJob) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "pipeline": job.metadata.get("pipeline"),
+        "partition_key": job.metadata.get("partition_key"),
+        "status": job.status.value,
+        "detail": job.detail,
+        "attempt": job.attempt,
+        "provider_batch_ids": ",".join(job.provider_batch_ids),
+        "total": job.progress.total,
+        "completed": job.progress.completed,
+        "failed": job.progress.failed,
+        "percent": job.progress.percent,
+        "estimated_usd": job.cost.estimated_usd,
+        "actual_usd": job.cost.actual_usd,
+        "realtime_usd": job.cost.realtime_usd,
+        "saved_usd": job.cost.saved_usd,
+    }
+
+
+async def read_all_jobs(store: BatchStore) -> list[BatchJob]:
+    jobs: list[BatchJob] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list_jobs(after=cursor, limit=_PAGE)
+        jobs.extend(page)
+        if len(page) < _PAGE:
+            return jobs
+        cursor = page[-1].id
 
 
 def refresh_jobs_snapshot(layout: StorageLayout) -> None:
-    """Placeholder until the engine's BatchStore lands."""
+    """Rewrite the snapshot from the store; nothing to do while no job was ever submitted."""
+    if not layout.store_path.exists():
+        return
+
+    async def snapshot() -> list[BatchJob]:
+        store = BatchStore(layout.store_path)
+        await store.initialize()
+        try:
+            return await read_all_jobs(store)
+        finally:
+            await store.close()
+
+    jobs = asyncio.run(snapshot())
+    frame = pl.DataFrame([job_row(job) for job in jobs], schema=JOBS_SCHEMA)
+    write_parquet_atomic(frame, layout.jobs_snapshot_path)

@@ -1,0 +1,108 @@
+"""`batch-pipelines demo [--workdir DIR]`: the demo pipeline end to end, through Dagster, against the
+local emulator, then a DuckDB summary of what landed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import dagster as dg
+
+from batch_pipelines.components.resources import BatchEngineResource
+from batch_pipelines.demo.dataset import DEFAULT_ROWS_PER_DAY, write_demo_dataset
+from batch_pipelines.demo.driver import PipelineDriver, load_component_spec
+from batch_pipelines.storage.jobs_snapshot import refresh_jobs_snapshot
+from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines.storage.query_command import write_rows
+from batch_pipelines.storage.views import read_only_catalog
+from batch_pipelines.workdir import resolve_workdir
+
+DEMO_DEFS_YAML = Path(__file__).resolve().parent.parent / "defs" / "support_tickets" / "defs.yaml"
+DEMO_API_KEY = "sk-demo-local-emulator"
+
+SUMMARY_QUERIES = {
+    "Per partition": """
+        SELECT r.partition_key, count(*) AS answered,
+               coalesce(max(d.dead), 0) AS dead_letters, coalesce(max(x.rejected), 0) AS rejected,
+               sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens,
+               round(sum(r.cost_usd), 6) AS cost_usd
+        FROM results r
+        LEFT JOIN (SELECT partition_key, count(*) AS dead FROM dead_letters GROUP BY ALL) d
+            USING (partition_key)
+        LEFT JOIN (SELECT partition_key, count(*) AS rejected FROM rejects GROUP BY ALL) x
+            USING (partition_key)
+        WHERE r.pipeline = 'support_tickets' GROUP BY r.partition_key ORDER BY r.partition_key""",
+    "Categories": """
+        SELECT category, count(*) AS tickets, round(avg(urgency), 2) AS mean_urgency
+        FROM results WHERE pipeline = 'support_tickets' GROUP BY category ORDER BY tickets DESC""",
+    "Cost": """
+        SELECT count(*) AS jobs, round(sum(estimated_usd), 6) AS estimated_usd,
+               round(sum(actual_usd), 6) AS actual_usd, round(sum(realtime_usd), 6) AS realtime_usd,
+               round(sum(saved_usd), 6) AS saved_usd
+        FROM costs WHERE pipeline = 'support_tickets'""",
+}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the demo pipeline end to end against the local emulator",
+        description=(
+            "Generate a week of synthetic support tickets, start the provider emulator, materialize every "
+            "partition through Dagster (input, submission, sensor ticks, results) and summarise with DuckDB."
+        ),
+    )
+    parser.add_argument("--workdir", default=None, help="working folder (default: $BATCH_PIPELINES_HOME)")
+    parser.add_argument("--rows-per-day", type=int, default=DEFAULT_ROWS_PER_DAY, help=argparse.SUPPRESS)
+    parser.add_argument("--time-scale", type=float, default=0.02, help=argparse.SUPPRESS)
+    parser.set_defaults(handler=run_demo_command)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    run_demo(resolve_workdir(args.workdir), rows_per_day=args.rows_per_day, time_scale=args.time_scale)
+    return 0
+
+
+def run_demo(
+    workdir: Path, *, rows_per_day: int, time_scale: float, out: TextIO = sys.stdout
+) -> StorageLayout:
+    from batch_pipelines.emulator.process import EmulatorProcess
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    dataset = write_demo_dataset(workdir / "demo" / "tickets", rows_per_day=rows_per_day)
+    say(f"working folder: {workdir}\ndataset: {dataset}")
+    dagster_home = workdir / "dagster_home"
+    dagster_home.mkdir(exist_ok=True)
+    instance_config = dagster_home / "dagster.yaml"
+    if not instance_config.exists():
+        instance_config.write_text("telemetry:\n  enabled: false\nrun_retries:\n  enabled: true\n")
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    spec = load_component_spec(DEMO_DEFS_YAML)
+    with EmulatorProcess(time_scale=time_scale, seed=7) as emulator, dg.DagsterInstance.get() as instance:
+        say(f"emulator: {emulator.url}")
+        engine = BatchEngineResource(
+            api_key=DEMO_API_KEY, base_url=emulator.openai_base_url, workdir=str(workdir)
+        )
+        driver = PipelineDriver(spec, engine, instance, log=say, dagster_log_level="ERROR")
+        for partition_key in driver.partition_keys():
+            result = driver.submit(partition_key)
+            submitted = result.asset_materializations_for_node(f"{spec.name}__submission")
+            items = submitted[-1].metadata["items_submitted"].value if submitted else 0
+            say(f"submitted {partition_key}: {items} request(s)")
+        say("waiting for the completion sensor to collect every job…")
+        driver.collect_all(timeout_s=600)
+    layout = StorageLayout.for_workdir(workdir, spec.results_root)
+    refresh_jobs_snapshot(layout)
+    with read_only_catalog(layout) as connection:
+        for title, sql in SUMMARY_QUERIES.items():
+            cursor = connection.execute(sql)
+            say(f"\n{title}")
+            write_rows([column[0] for column in cursor.description or []], cursor.fetchall(), "table", out)
+    say(f'\nQuery it yourself: batch-pipelines query --workdir {workdir} "SELECT * FROM results LIMIT 5"')
+    return layout

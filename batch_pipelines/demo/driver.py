@@ -1,0 +1,118 @@
+"""Drives one pipeline through Dagster in this process, doing the daemon's part by hand: submission runs
+per partition, completion-sensor ticks, and the results runs those ticks request (each run key once).
+
+The demo uses it; so can anyone who wants a pipeline run to completion without `dagster dev`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from batch_pipelines.components.engine_session import open_engine, page_open_jobs
+from batch_pipelines.components.factory import build_pipeline_defs, results_job_name, submit_job_name
+from batch_pipelines.components.policies import partition_tags
+from batch_pipelines.components.resources import BatchEngineResource
+from batch_pipelines.pipeline.spec import PipelineSpec, parse_pipeline_spec
+
+
+class PipelineDidNotFinishError(RuntimeError):
+    """Jobs were still open when the deadline passed."""
+
+
+def load_component_spec(defs_yaml: Path) -> PipelineSpec:
+    """The spec a `BatchPipelineComponent` defs.yaml declares (its `attributes`)."""
+    document = yaml.safe_load(defs_yaml.read_text())
+    return parse_pipeline_spec(document.get("attributes"), origin=str(defs_yaml))
+
+
+@dataclass
+class PipelineDriver:
+    spec: PipelineSpec
+    batch_engine: BatchEngineResource
+    instance: dg.DagsterInstance
+    log: Callable[[str], None] = print
+    dagster_log_level: str = "INFO"
+    seen_run_keys: set[str] = field(default_factory=set)
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        self.defs = build_pipeline_defs(self.spec, batch_engine=self.batch_engine)
+        self.sensor = self.defs.resolve_sensor_def(f"{self.spec.name}_completion_sensor")
+
+    def partition_keys(self) -> list[str]:
+        job = self.defs.resolve_job_def(submit_job_name(self.spec))
+        assert job.partitions_def is not None
+        return list(job.partitions_def.get_partition_keys())
+
+    def submit(self, partition_key: str) -> dg.ExecuteInProcessResult:
+        job = self.defs.resolve_job_def(submit_job_name(self.spec))
+        return job.execute_in_process(
+            partition_key=partition_key,
+            instance=self.instance,
+            tags=partition_tags(self.spec.name, partition_key),
+            run_config=self._run_config(),
+        )
+
+    def tick(self) -> dg.SensorResult:
+        """One sensor evaluation; its progress observations are recorded on the instance."""
+        with dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources={"batch_engine": self.batch_engine}
+        ) as context:
+            result = self.sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        self.cursor = result.cursor or None
+        for event in result.asset_events:
+            self.instance.report_runless_asset_event(event)
+        return result
+
+    def launch(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult | None:
+        """Run a results request the way the daemon would: at most once per run key."""
+        if request.run_key is not None and request.run_key in self.seen_run_keys:
+            return None
+        if request.run_key is not None:
+            self.seen_run_keys.add(request.run_key)
+        job = self.defs.resolve_job_def(results_job_name(self.spec))
+        return job.execute_in_process(
+            partition_key=request.partition_key,
+            instance=self.instance,
+            tags=dict(request.tags),
+            raise_on_error=False,
+            run_config=self._run_config(),
+        )
+
+    def _run_config(self) -> dict[str, object]:
+        return {"loggers": {"console": {"config": {"log_level": self.dagster_log_level}}}}
+
+    def collect_all(self, *, timeout_s: float = 300.0, poll_s: float = 0.5) -> int:
+        """Tick until no job of the pipeline is open and every requested results run has run; returns the
+        number of results runs launched."""
+        deadline = time.monotonic() + timeout_s
+        launched = 0
+        while True:
+            result = self.tick()
+            for request in result.run_requests or []:
+                if self.launch(request) is not None:
+                    launched += 1
+                    self.log(f"  collected {request.partition_key} ({request.run_key})")
+            if not self.open_jobs() and self.cursor is None:
+                return launched
+            if time.monotonic() > deadline:
+                raise PipelineDidNotFinishError(
+                    f"jobs of {self.spec.name!r} still open after {timeout_s:.0f}s"
+                )
+            time.sleep(poll_s)
+
+    def open_jobs(self) -> int:
+        async def count() -> int:
+            async with open_engine(self.batch_engine, self.spec) as engine:
+                jobs, _ = await page_open_jobs(engine.store, self.spec, after=None, limit=10_000)
+                return len(jobs)
+
+        return asyncio.run(count())
