@@ -20,6 +20,14 @@ Why not an existing library (checked: limits 5.8.0, pyrate-limiter 4.5.1, aiolim
 So the limiter keeps two theoretical-arrival-time numbers per key (``gcra.py``) and decides on both in one
 atomic step per backend: a lock (memory), a ``BEGIN IMMEDIATE`` transaction (SQLite), a Lua script
 (Redis).
+
+Guarantees, per key: over any interval of ``L`` seconds at most ``limit * L / period`` plus the burst is
+admitted, where the burst is ``burst_seconds`` worth of each limit (at least one request; for tokens at
+least the largest single request, which waits for a full bucket). A request above the whole token limit
+raises ``RequestTooLargeError`` at once. A refused caller sleeps exactly until its request fits (plus a
+few milliseconds of jitter at most) and asks again; callers in one process queue first-come
+first-served, so each admission costs about one refused decision per *process* waiting at the same time,
+never a spin.
 """
 
 from batch_pipelines.ratelimit.limiter import DEFAULT_KEY, RateLimiter, Reservation

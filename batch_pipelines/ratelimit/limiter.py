@@ -109,7 +109,9 @@ class RateLimiter:
         started = time.monotonic()
         async with self._async_lock():
             while True:
-                decision = await self.backend.decide_async(self.key, self.policy, tokens)
+                # Shielded: a decision the backend took must reach the caller, not vanish with a cancel.
+                with anyio.CancelScope(shield=True):
+                    decision = await self.backend.decide_async(self.key, self.policy, tokens)
                 self._decisions += 1
                 reservation = self._admitted(decision, tokens, started)
                 if reservation is not None:
@@ -136,7 +138,9 @@ class RateLimiter:
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
         """Correct a reservation with the tokens really used: give back the surplus or take the shortfall.
 
-        Settling the same reservation again corrects relative to the previous settlement.
+        Settling the same reservation again corrects relative to the previous settlement. A give-back is
+        exact while the reservation's tokens are still draining from the bucket, so settle soon after the
+        call; one that arrives after the bucket has emptied past them can let up to the surplus in early.
         """
         delta = self._settlement(reservation, actual_tokens)
         if delta:

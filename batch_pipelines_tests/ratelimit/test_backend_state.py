@@ -40,6 +40,7 @@ def test_sqlite_keeps_one_row_per_key_and_refusals_write_nothing(tmp_path: Path,
     limiter.close()
 
 
+@pytest.mark.services
 def test_redis_keeps_two_fields_per_key_and_refusals_write_nothing(redis_url: str, unique_key: str) -> None:
     client = redis.Redis.from_url(redis_url)
     limiter = RateLimiter.from_url(redis_url, key=unique_key, **FROZEN)
@@ -55,6 +56,7 @@ def test_redis_keeps_two_fields_per_key_and_refusals_write_nothing(redis_url: st
     client.close()
 
 
+@pytest.mark.services
 def test_redis_state_stays_small_for_huge_token_limits_and_expires(redis_url: str, unique_key: str) -> None:
     client = redis.Redis.from_url(redis_url)
     limiter = RateLimiter.from_url(

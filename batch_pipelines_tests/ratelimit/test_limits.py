@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import anyio
 import pytest
 
@@ -132,3 +135,9 @@ def test_bad_limits_and_urls_are_named() -> None:
         RateLimiter.from_url("postgres://x/y", requests_per_minute=10, tokens_per_minute=10)
     with pytest.raises(ValueError, match="tokens must be zero or more"):
         RateLimiter.from_url("memory://", requests_per_minute=10, tokens_per_minute=10).acquire_sync(-1)
+
+
+def test_the_limiter_never_imports_dagster() -> None:
+    probe = "import sys, batch_pipelines.ratelimit; print('dagster' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "False"
