@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from batch_pipelines.pipeline import parse_pipeline_spec
+from batch_pipelines.pipeline.source import SourceError, read_partition
+from batch_pipelines_tests.pipeline.specs import declaration
+
+ROWS = [
+    {"ticket_id": "a", "created_at": "2026-11-01T08:00:00", "subject": "s1", "body": "b1"},
+    {"ticket_id": "b", "created_at": "2026-11-01T23:59:59", "subject": "s2", "body": "b2"},
+    {"ticket_id": "c", "created_at": "2026-11-02T00:00:00", "subject": "s3", "body": "b3"},
+]
+
+
+def test_reads_one_day_from_csv_jsonl_and_parquet_globs(tmp_path: Path) -> None:
+    frame = pl.DataFrame(ROWS)
+    (tmp_path / "data").mkdir()
+    frame.write_csv(tmp_path / "data" / "part1.csv")
+    spec = parse_pipeline_spec(declaration(source={"path": "data/*.csv"}))
+    assert spec.source.file_format == "csv"
+    assert read_partition(spec, "2026-11-01", tmp_path).accepted["ticket_id"].to_list() == ["a", "b"]
+    (tmp_path / "data" / "rows.jsonl").write_text("\n".join(json.dumps(row) for row in ROWS))
+    spec = parse_pipeline_spec(declaration(source={"path": "data/*.jsonl"}))
+    assert read_partition(spec, "2026-11-02", tmp_path).accepted["ticket_id"].to_list() == ["c"]
+    frame.with_columns(pl.col("created_at").str.to_datetime()).write_parquet(
+        tmp_path / "data" / "rows.parquet"
+    )
+    spec = parse_pipeline_spec(declaration())
+    assert read_partition(spec, "2026-11-01", tmp_path).accepted.height == 2
+
+
+def test_sql_source_and_static_partitions(tmp_path: Path) -> None:
+    pl.DataFrame(ROWS).with_columns(region=pl.Series(["eu", "us", "eu"])).write_parquet(
+        tmp_path / "t.parquet"
+    )
+    spec = parse_pipeline_spec(
+        declaration(
+            source={"sql": f"SELECT * FROM read_parquet('{tmp_path / 't.parquet'}')"},
+            partitions={"static": {"column": "region", "keys": ["eu", "us"]}},
+        )
+    )
+    assert read_partition(spec, "eu", tmp_path).accepted["ticket_id"].to_list() == ["a", "c"]
+
+
+def test_bad_rows_go_to_rejects_with_the_reason_and_the_rest_proceed(tmp_path: Path) -> None:
+    rows = [
+        {"ticket_id": "a", "created_at": datetime(2026, 11, 1, 1), "subject": "s", "body": "b"},
+        {"ticket_id": "dup", "created_at": datetime(2026, 11, 1, 2), "subject": "s", "body": "b"},
+        {"ticket_id": "dup", "created_at": datetime(2026, 11, 1, 3), "subject": "s", "body": "b"},
+        {"ticket_id": None, "created_at": datetime(2026, 11, 1, 4), "subject": "s", "body": "b"},
+        {"ticket_id": "e", "created_at": datetime(2026, 11, 1, 5), "subject": "s", "body": None},
+    ]
+    (tmp_path / "data").mkdir()
+    pl.DataFrame(rows).write_parquet(tmp_path / "data" / "x.parquet")
+    partition = read_partition(parse_pipeline_spec(declaration()), "2026-11-01", tmp_path)
+    assert partition.accepted["ticket_id"].to_list() == ["a"]
+    reasons = dict(
+        zip(partition.rejects["row_number"].to_list(), partition.rejects["reason"].to_list(), strict=True)
+    )
+    assert reasons == {
+        1: "id is not unique in column 'ticket_id'",
+        2: "id is not unique in column 'ticket_id'",
+        3: "id column 'ticket_id' is null",
+        4: "prompt column 'body' is null",
+    }
+    assert set(partition.rejects["partition_key"]) == {"2026-11-01"}
+
+
+def test_missing_columns_and_files_fail_with_names(tmp_path: Path) -> None:
+    spec = parse_pipeline_spec(declaration())
+    with pytest.raises(SourceError, match="source.path' matches no file"):
+        read_partition(spec, "2026-11-01", tmp_path)
+    (tmp_path / "data").mkdir()
+    pl.DataFrame({"ticket_id": ["a"], "created_at": [datetime(2026, 11, 1)], "subject": ["s"]}).write_parquet(
+        tmp_path / "data" / "x.parquet"
+    )
+    with pytest.raises(SourceError, match="no column\\(s\\) body"):
+        read_partition(spec, "2026-11-01", tmp_path)
