@@ -74,7 +74,7 @@ def test_bad_rows_go_to_rejects_with_the_reason_and_the_rest_proceed(tmp_path: P
 
 def test_missing_columns_and_files_fail_with_names(tmp_path: Path) -> None:
     spec = parse_pipeline_spec(declaration())
-    with pytest.raises(SourceError, match="source.path' matches no file"):
+    with pytest.raises(SourceError, match=r"source\.path' matches no file"):
         read_partition(spec, "2026-11-01", tmp_path)
     (tmp_path / "data").mkdir()
     pl.DataFrame({"ticket_id": ["a"], "created_at": [datetime(2026, 11, 1)], "subject": ["s"]}).write_parquet(
