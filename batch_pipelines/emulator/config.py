@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-BATCH_FAULTS = ("invalid_request", "server_error", "rate_limited", "no_response")
+BATCH_FAULTS = ("invalid_request", "server_error", "unavailable", "overloaded", "rate_limited", "no_response")
 REALTIME_FAULTS = (
     "invalid_request",
     "server_error",
