@@ -432,6 +432,8 @@ def _apply(batch: BatchRecord, state: ProviderBatchState) -> None:
     batch.ended = state.ended
     batch.completed = state.completed
     batch.failed = state.failed
+    batch.input_tokens = state.input_tokens
+    batch.output_tokens = state.output_tokens
     batch.error_code = state.error_code
     batch.error_message = state.error_message
     batch.line_errors = list(state.line_errors)

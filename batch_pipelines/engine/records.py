@@ -50,6 +50,8 @@ class BatchRecord:
     ended: bool = False
     completed: int = 0
     failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
     error_code: str | None = None
     error_message: str | None = None
     line_errors: list[LineError] = field(default_factory=list)

@@ -75,6 +75,8 @@ batches = sa.Table(
     sa.Column("est_tokens", sa.BigInteger, nullable=False),
     sa.Column("completed", sa.Integer, nullable=False),
     sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
     sa.Column("error_code", sa.String(100)),
     sa.Column("error_message", sa.Text),
     sa.Column("line_errors", sa.Text),
@@ -472,6 +474,7 @@ class BatchStore:
 def build_view(record: JobRecord, batch_records: list[BatchRecord], counts: ResultCounts) -> BatchJob:
     """The public BatchJob from what the store holds."""
     status, detail = summarize(record, batch_records, counts)
+    uncollected = [b for b in batch_records if not b.collected]  # their usage is the provider's report
     return BatchJob(
         id=record.id,
         status=status,
@@ -482,7 +485,12 @@ def build_view(record: JobRecord, batch_records: list[BatchRecord], counts: Resu
         attempt=record.attempt,
         provider_batch_ids=[b.provider_batch_id for b in batch_records if b.provider_batch_id],
         progress=progress(record, batch_records, counts, now=time.time()),
-        cost=job_cost(record.price, record.estimated_usd, counts.input_tokens, counts.output_tokens),
+        cost=job_cost(
+            record.price,
+            record.estimated_usd,
+            counts.input_tokens + sum(b.input_tokens for b in uncollected),
+            counts.output_tokens + sum(b.output_tokens for b in uncollected),
+        ),
         created_at=datetime.fromtimestamp(record.created_at, UTC),
         metadata=dict(record.metadata),
         response_schema=record.response_schema,
@@ -591,6 +599,8 @@ def _batch_row(record: BatchRecord) -> dict[str, Any]:
         "est_tokens": record.est_tokens,
         "completed": record.completed,
         "failed": record.failed,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
         "error_code": record.error_code,
         "error_message": record.error_message,
         "line_errors": json.dumps([[e.line, e.code, e.message] for e in record.line_errors]),
@@ -616,6 +626,8 @@ def _batch_from_row(row: Any) -> BatchRecord:
         ended=bool(row["ended"]),
         completed=row["completed"],
         failed=row["failed"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
         error_code=row["error_code"],
         error_message=row["error_message"],
         line_errors=[LineError(*e) for e in json.loads(row["line_errors"] or "[]")],

@@ -38,6 +38,8 @@ class ProviderBatchState:
     completed: int = 0
     failed: int = 0
     created_at: float = 0.0
+    input_tokens: int = 0  # usage the provider reports for the whole batch, where it does (OpenAI)
+    output_tokens: int = 0
     error_code: str | None = None
     error_message: str | None = None
     line_errors: list[LineError] = field(default_factory=list)

@@ -209,6 +209,7 @@ def _state(batch: dict[str, Any]) -> ProviderBatchState:
         for e in errors
         if isinstance(e.get("line"), int)
     ]
+    usage = batch.get("usage") or {}
     return ProviderBatchState(
         id=batch["id"],
         raw_status=raw,
@@ -219,6 +220,8 @@ def _state(batch: dict[str, Any]) -> ProviderBatchState:
         completed=int(counts.get("completed") or 0),
         failed=int(counts.get("failed") or 0),
         created_at=float(batch.get("created_at") or 0),
+        input_tokens=int(usage.get("input_tokens") or 0),
+        output_tokens=int(usage.get("output_tokens") or 0),
         error_code=first.get("code"),
         error_message=first.get("message"),
         line_errors=line_errors,
