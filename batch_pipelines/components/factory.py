@@ -38,13 +38,11 @@ def build_pipeline_defs(
     submit_job = dg.define_asset_job(
         submit_job_name(spec),
         selection=dg.AssetSelection.assets(input_key(spec), submission_key(spec)),
-        partitions_def=partitions_def,
         description=f"Reads and submits one partition of pipeline {spec.name!r}.",
     )
     results_job = dg.define_asset_job(
         results_job_name(spec),
         selection=dg.AssetSelection.assets(results_key(spec)),
-        partitions_def=partitions_def,
         description=f"Collects one finished partition of pipeline {spec.name!r}.",
         # A results run that fails on purpose (job still running) must not be retried as a whole run.
         tags={"dagster/retry_on_asset_or_op_failure": "false"},

@@ -1,0 +1,143 @@
+"""One partition at a time through Dagster against the emulator: submit, sensor, results."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import duckdb
+
+from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.emulator.process import EmulatorProcess
+from batch_pipelines.storage.views import create_views
+from batch_pipelines_tests.components.conftest import ROWS_PER_DAY, PipelineHarness
+
+SUBMISSION = dg.AssetKey(["tickets", "submission"])
+RESULTS = dg.AssetKey(["tickets", "results"])
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, object]:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
+    assert event.materialization.metadata is not None
+    return {name: value.value for name, value in event.materialization.metadata.items()}
+
+
+def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {evaluation.check_name: evaluation.passed for evaluation in result.get_asset_check_evaluations()}
+
+
+def test_partition_goes_from_input_to_queryable_results(harness: PipelineHarness) -> None:
+    submitted = harness.submit("2026-11-02")
+    assert submitted.success
+    metadata = materialization_metadata(submitted, SUBMISSION)
+    assert metadata["items_submitted"] == ROWS_PER_DAY
+    assert metadata["items_skipped"] == 0
+    assert isinstance(metadata["estimated_cost_usd"], float) and metadata["estimated_cost_usd"] > 0
+
+    [request] = harness.wait_for_run_requests()
+    assert request.partition_key == "2026-11-02"
+    job_id, batch_ids, attempt = str(request.run_key).split(":")
+    assert job_id.startswith("tickets.2026-11-02.")
+    assert batch_ids.startswith("batch_") and attempt == "1"
+
+    collected = harness.collect(request)
+    assert collected.success
+    metadata = materialization_metadata(collected, RESULTS)
+    assert metadata["dagster/row_count"] == ROWS_PER_DAY
+    assert check_outcomes(collected) == {
+        "ids_unique": True,
+        "every_input_item_accounted_for": True,
+        "responses_match_schema": True,
+    }
+    results = harness.results("2026-11-02")
+    assert sorted(results["id"]) == [f"t1-{index}" for index in range(ROWS_PER_DAY)]
+    assert results["input_tokens"].min() > 0 and results["cost_usd"].min() > 0
+    assert results["provider_batch_id"].to_list() == [batch_ids] * ROWS_PER_DAY
+    for response, category in zip(results["response"], results["category"], strict=True):
+        assert json.loads(response)["category"] == category
+
+    with duckdb.connect() as connection:
+        create_views(connection, harness.engine.layout(harness.spec))
+        rows = connection.execute(
+            "SELECT partition_key, count(*), count(DISTINCT id), sum(output_tokens) > 0 FROM results GROUP BY 1"
+        ).fetchall()
+    assert rows == [("2026-11-02", ROWS_PER_DAY, ROWS_PER_DAY, True)]
+
+
+def test_resubmitting_an_answered_partition_sends_nothing(harness: PipelineHarness) -> None:
+    harness.submit("2026-11-01")
+    harness.collect(harness.wait_for_run_requests()[0])
+    again = harness.submit("2026-11-01")
+    metadata = materialization_metadata(again, SUBMISSION)
+    assert metadata["items_submitted"] == 0
+    assert metadata["items_already_answered"] == ROWS_PER_DAY
+    assert harness.tick().run_requests == []
+
+
+def test_sensor_reports_progress_as_numeric_observations(harness: PipelineHarness) -> None:
+    harness.submit("2026-11-01")
+    observation = harness.tick().asset_events[0]
+    assert isinstance(observation, dg.AssetObservation)
+    assert observation.asset_key == RESULTS and observation.partition == "2026-11-01"
+    metadata = {name: value.value for name, value in observation.metadata.items()}
+    assert metadata["total"] == ROWS_PER_DAY
+    assert isinstance(metadata["percent"], float) and 0 <= metadata["percent"] <= 100
+    assert isinstance(metadata["estimated_cost_usd"], float)
+
+
+def test_sensor_pages_open_jobs_with_a_cursor(harness: PipelineHarness) -> None:
+    harness.engine = BatchEngineResource(
+        api_key="sk-test",
+        base_url=harness.engine.base_url,
+        workdir=harness.engine.workdir,
+        sensor_page_size=1,
+    )
+    for day in ("2026-11-01", "2026-11-02", "2026-11-03"):
+        harness.submit(day)
+    seen, cursor = [], None
+    for _ in range(3):
+        result = harness.tick(cursor)
+        assert len(result.asset_events) + len(result.run_requests or []) <= 2
+        seen.extend(event.partition for event in result.asset_events)
+        cursor = result.cursor or None
+    assert sorted(set(seen)) == ["2026-11-01", "2026-11-02", "2026-11-03"]
+
+
+def test_expired_half_is_resubmitted_and_collected_as_a_new_attempt(
+    harness: PipelineHarness, emulator: EmulatorProcess
+) -> None:
+    emulator.queue_scenario("expire_half", provider="openai")
+    harness.submit("2026-11-03")
+    [first] = harness.wait_for_run_requests()
+    collected = harness.collect(first)
+    metadata = materialization_metadata(collected, RESULTS)
+    assert 0 < metadata["resubmitted"] < ROWS_PER_DAY
+    assert metadata["dagster/row_count"] == ROWS_PER_DAY - metadata["resubmitted"]
+    assert check_outcomes(collected)["every_input_item_accounted_for"] is False  # a warning while in flight
+
+    [second] = harness.wait_for_run_requests()
+    assert second.run_key != first.run_key and str(second.run_key).endswith(":2")
+    collected = harness.collect(second)
+    assert check_outcomes(collected)["every_input_item_accounted_for"] is True
+    results = harness.results("2026-11-03")
+    assert results.height == ROWS_PER_DAY and results["id"].n_unique() == ROWS_PER_DAY
+    assert set(results["attempt"]) == {1, 2}
+
+
+def test_permanent_failures_become_dead_letters_and_are_not_resent(
+    harness: PipelineHarness, emulator: EmulatorProcess
+) -> None:
+    emulator.configure({"faults": {"batch_error_rates": {"invalid_request": 0.5}}})
+    harness.submit("2026-11-01")
+    collected = harness.collect(harness.wait_for_run_requests()[0])
+    assert check_outcomes(collected)["every_input_item_accounted_for"] is True
+    dead = harness.dead_letters("2026-11-01")
+    assert dead.height > 0
+    assert harness.results("2026-11-01").height + dead.height == ROWS_PER_DAY
+    assert not dead["transient"].any()
+    assert all(message for message in dead["error_message"])
+    assert materialization_metadata(collected, RESULTS)["resubmitted"] == 0
+
+    again = materialization_metadata(harness.submit("2026-11-01"), SUBMISSION)
+    assert again["items_submitted"] == 0
+    assert again["items_failed_for_good"] == dead.height
