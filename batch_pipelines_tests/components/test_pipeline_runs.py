@@ -59,7 +59,8 @@ def test_partition_goes_from_input_to_queryable_results(harness: PipelineHarness
     with duckdb.connect() as connection:
         create_views(connection, harness.engine.layout(harness.spec))
         rows = connection.execute(
-            "SELECT partition_key, count(*), count(DISTINCT id), sum(output_tokens) > 0 FROM results GROUP BY 1"
+            "SELECT partition_key, count(*), count(DISTINCT id), sum(output_tokens) > 0 "
+            "FROM results GROUP BY 1"
         ).fetchall()
     assert rows == [("2026-11-02", ROWS_PER_DAY, ROWS_PER_DAY, True)]
 
