@@ -33,6 +33,7 @@ def serve(config: EmulatorConfig, host: str, port: int, state_dir: Path | None) 
             access_log=False,
             log_level="warning",
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=1,
             backlog=2048,
         )
     )

@@ -54,7 +54,7 @@ def test_cli_prints_one_ready_line_and_rejects_a_bad_config(tmp_path: Path) -> N
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"nonsense": True}))
     failed = subprocess.run(
-        [sys.executable, "-m", "batch_pipelines.cli", "emulator", "--port", "0", "--config", str(bad)],
+        [sys.executable, "-m", "batch_pipelines.emulator", "--port", "0", "--config", str(bad)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -273,3 +273,24 @@ def test_a_restarted_emulator_with_a_state_dir_continues_the_batch(tmp_path: obj
         assert sorted(line["custom_id"] for line in outputs) == [f"r{i}" for i in range(5)]
         emulator.restart()
         assert client.batches.retrieve(batch.id).output_file_id == done.output_file_id
+
+
+def test_an_embeddings_batch_returns_vectors_per_input(client: openai.OpenAI) -> None:
+    lines = [
+        {
+            "custom_id": f"doc-{i}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": "text-embedding-3-small", "input": f"document {i}", "dimensions": 16},
+        }
+        for i in range(3)
+    ]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines), endpoint="/v1/embeddings", completion_window="24h"
+    )
+    done = wait_for_batch(client, batch.id)
+    assert done.status == "completed"
+    outputs = parse_jsonl(client.files.content(done.output_file_id).text)
+    vectors = {line["custom_id"]: line["response"]["body"]["data"][0]["embedding"] for line in outputs}
+    assert sorted(vectors) == ["doc-0", "doc-1", "doc-2"]
+    assert all(len(vector) == 16 for vector in vectors.values())

@@ -175,3 +175,20 @@ def test_bad_bodies_get_400_naming_the_parameter(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as unknown_format:
         client.embeddings.create(model="m", input="x", encoding_format="hex")  # type: ignore[arg-type]
     assert unknown_format.value.param == "encoding_format"
+
+
+def test_slow_responses_trip_the_clients_timeout(emulator: EmulatorProcess) -> None:
+    emulator.configure({"faults": {"slow_response_s": 150}})  # x 0.02 time scale = 3 s
+    impatient = openai.OpenAI(
+        base_url=emulator.openai_base_url, api_key="sk-test", max_retries=0, timeout=0.5
+    )
+    with pytest.raises(openai.APITimeoutError):
+        impatient.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "[[emulator:slow]]"}]
+        )
+
+
+def test_unknown_routes_get_a_provider_shaped_404(emulator: EmulatorProcess) -> None:
+    response = httpx.get(f"{emulator.openai_base_url}/nothing-here", headers={"Authorization": "Bearer k"})
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "Invalid URL (GET /v1/nothing-here)"
