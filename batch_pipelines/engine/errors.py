@@ -106,6 +106,7 @@ _CODE_TYPES = {
     "duplicate_custom_id": "invalid_request",
     "not_found_error": "not_found",
     "request_too_large": "request_too_large",
+    "file_too_large": "request_too_large",
     "context_length_exceeded": "request_too_large",
     "content_filter": "content_policy",
     "content_policy_violation": "content_policy",

@@ -39,6 +39,8 @@ STORE_PAGE = 2000
 JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 MAX_METADATA_PAIRS = 16
 WAITING_FOR_BUDGET = "queued: waiting for the enqueued-token budget"
+# Errors at batch creation that condemn this batch's content only (recorded as its failure, not raised).
+BATCH_CONTENT_ERRORS = frozenset({"invalid_request", "request_too_large"})
 
 
 class BatchManager:
@@ -110,7 +112,13 @@ class BatchManager:
             record.prepared = True
             record.detail = QUEUED
             await self.store.save_job(record)
-            await self._launch_queued(record, {chunk.index: chunk.path for chunk in chunks})
+            try:
+                await self._launch_queued(record, {chunk.index: chunk.path for chunk in chunks})
+            except ProviderError as error:
+                error.add_note(
+                    f"job {job_id!r} is recorded: submit again with job_id={job_id!r} to resume it"
+                )
+                raise
         return await self._record_status(job_id)
 
     async def _prepare(
@@ -186,15 +194,17 @@ class BatchManager:
                     try:
                         state = await self.provider.create_batch(path, kind=record.kind, tags=batch.tags)
                     except ProviderError as error:
-                        if error.retryable or error.error_type == "token_limit_exceeded":
-                            batch.detail = f"queued: {error.error_type}"
+                        if error.error_type in BATCH_CONTENT_ERRORS:  # this batch is bad; others may be fine
+                            _mark_rejected(batch, error)
                             await self.store.save_batch(batch)
-                            if error.error_type == "token_limit_exceeded":
-                                return  # the pool is full: a later refresh launches it
-                            raise
-                        _mark_rejected(batch, error)
+                            continue
+                        # Pool full, provider down, or a key/account problem: the intent stays queued so
+                        # a later refresh (or re-running submit) launches it.
+                        batch.detail = f"queued: {error.error_type}"
                         await self.store.save_batch(batch)
-                        continue
+                        if error.error_type == "token_limit_exceeded":
+                            return
+                        raise
                 _apply(batch, state)
                 known.add(state.id)
                 await self.store.save_batch(batch)
