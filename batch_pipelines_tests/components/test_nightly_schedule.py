@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def test_nightly_runs_yesterday_changed_and_resubmittable_partitions(
         engine, spec, "dead_letters", "2026-11-04", transient=False, error_type="invalid_request"
     )
 
-    requests = evaluate(spec, engine, dagster_instance, datetime(2026, 11, 6, 3, 0, tzinfo=timezone.utc))
+    requests = evaluate(spec, engine, dagster_instance, datetime(2026, 11, 6, 3, 0, tzinfo=UTC))
 
     assert [request.partition_key for request in requests] == ["2026-11-01", "2026-11-03", "2026-11-05"]
     assert len({request.run_key for request in requests}) == 3

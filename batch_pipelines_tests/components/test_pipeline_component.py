@@ -83,9 +83,9 @@ def test_bad_yaml_declaration_fails_loading_naming_the_field(changes: dict[str, 
         path = sandbox.scaffold_component(
             component_cls=BatchPipelineComponent, defs_yaml_contents=component_yaml(**changes)
         )
-        with pytest.raises(Exception) as raised:  # noqa: B017 - Dagster wraps our error in its own
-            with sandbox.load_component_and_build_defs(defs_path=path):
-                pass
+        # Dagster wraps our error in its own; the chain below finds ours.
+        with pytest.raises(Exception) as raised, sandbox.load_component_and_build_defs(defs_path=path):
+            pass
     chain, error = [], raised.value
     while error is not None:
         chain.append(error)
