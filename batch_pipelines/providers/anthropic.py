@@ -80,18 +80,10 @@ class AnthropicProvider:
             raise ValueError(
                 f"request {request.id!r}: Anthropic needs ids of 1-64 letters, digits, '_' or '-'"
             )
-        params: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": request.max_tokens or self.default_max_tokens,
-            "messages": request.messages,
+        line = {
+            "custom_id": request.id,
+            "params": message_params(self.model, request, self.default_max_tokens),
         }
-        if request.system is not None:
-            params["system"] = request.system
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
-        if request.params:
-            params.update(request.params)
-        line = {"custom_id": request.id, "params": params}
         return (_encode(line) + "\n").encode()
 
     async def create_batch(
@@ -146,17 +138,7 @@ class AnthropicProvider:
         result = record.get("result") or {}
         kind = result.get("type")
         if kind == "succeeded":
-            message = result.get("message") or {}
-            usage = message.get("usage") or {}
-            text = "".join(
-                block.get("text", "") for block in message.get("content") or () if block.get("type") == "text"
-            )
-            return BatchResult(
-                custom_id,
-                response=text,
-                input_tokens=int(usage.get("input_tokens") or 0),
-                output_tokens=int(usage.get("output_tokens") or 0),
-            )
+            return result_from_message(custom_id, result.get("message") or {})
         if kind == "errored":
             outer: dict[str, Any] = result.get("error") or {}
             nested = outer.get("error")
@@ -182,6 +164,36 @@ class AnthropicProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def message_params(model: str, request: BatchRequest, default_max_tokens: int) -> dict[str, Any]:
+    """The Messages API body of one chat request (a batch request's ``params``, or a realtime call)."""
+    params: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.max_tokens or default_max_tokens,
+        "messages": request.messages,
+    }
+    if request.system is not None:
+        params["system"] = request.system
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.params:
+        params.update(request.params)
+    return params
+
+
+def result_from_message(custom_id: str, message: dict[str, Any]) -> BatchResult:
+    """A Message object (its text blocks joined, its usage) as a successful BatchResult."""
+    usage = message.get("usage") or {}
+    text = "".join(
+        block.get("text", "") for block in message.get("content") or () if block.get("type") == "text"
+    )
+    return BatchResult(
+        custom_id,
+        response=text,
+        input_tokens=int(usage.get("input_tokens") or 0),
+        output_tokens=int(usage.get("output_tokens") or 0),
+    )
 
 
 async def _requests_body(path: Path) -> AsyncIterator[bytes]:

@@ -117,10 +117,16 @@ class ProviderHTTP:
         max_attempts: int = 6,
         initial_wait_s: float = 0.5,
         max_wait_s: float = 8.0,
+        limits: httpx.Limits | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.provider = provider
         self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=dict(headers), timeout=timeout_s
+            base_url=base_url.rstrip("/"),
+            headers=dict(headers),
+            timeout=timeout_s,
+            limits=limits or httpx.Limits(),
+            transport=transport,
         )
         self._max_attempts = max_attempts
         self._wait = RetryAfterOrBackoff(initial_wait_s, max_wait_s)
@@ -154,6 +160,19 @@ class ProviderHTTP:
                 response = await self._send(method, path, **kwargs, **extra)
                 return response.json()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One attempt, no retries and no status check: the response whatever its status; a transport
+        failure is a retryable ProviderError. For callers that retry around a rate limiter themselves."""
+        try:
+            return await self._client.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise ProviderError(
+                f"{method} {path}: {type(error).__name__}: {error}",
+                provider=self.provider,
+                error_type="connection",
+                retryable=True,
+            ) from None
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

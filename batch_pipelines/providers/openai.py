@@ -76,25 +76,7 @@ class OpenAIProvider:
         return f"OpenAIProvider(model={self.model!r}, http={self._http!r})"
 
     def render_line(self, request: BatchRequest, response_schema: dict[str, Any] | None) -> bytes:
-        body: dict[str, Any]
-        if request.kind == "embedding":
-            body = {"model": self.model, "input": request.input}
-        else:
-            messages = request.messages or []
-            if request.system is not None:
-                messages = [{"role": "system", "content": request.system}, *messages]
-            body = {"model": self.model, "messages": messages}
-            if request.max_tokens is not None:
-                body["max_tokens"] = request.max_tokens
-            if request.temperature is not None:
-                body["temperature"] = request.temperature
-            if response_schema is not None:
-                body["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": "response", "schema": response_schema},
-                }
-        if request.params:
-            body.update(request.params)
+        body = request_body(self.model, request, response_schema)
         line = {"custom_id": request.id, "method": "POST", "url": ENDPOINTS[request.kind], "body": body}
         return (_encode(line) + "\n").encode()
 
@@ -160,7 +142,7 @@ class OpenAIProvider:
         custom_id = record["custom_id"]
         response = record.get("response")
         if response and response.get("status_code") == 200:
-            return _success(custom_id, response.get("body") or {})
+            return result_from_body(custom_id, response.get("body") or {})
         if response:
             error = (response.get("body") or {}).get("error") or {}
             status = response.get("status_code")
@@ -175,7 +157,32 @@ class OpenAIProvider:
         await self._http.aclose()
 
 
-def _success(custom_id: str, body: dict[str, Any]) -> BatchResult:
+def request_body(model: str, request: BatchRequest, response_schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The JSON body of one chat or embeddings call (a batch line's ``body``, or a realtime request)."""
+    body: dict[str, Any]
+    if request.kind == "embedding":
+        body = {"model": model, "input": request.input}
+    else:
+        messages = request.messages or []
+        if request.system is not None:
+            messages = [{"role": "system", "content": request.system}, *messages]
+        body = {"model": model, "messages": messages}
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if response_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": response_schema},
+            }
+    if request.params:
+        body.update(request.params)
+    return body
+
+
+def result_from_body(custom_id: str, body: dict[str, Any]) -> BatchResult:
+    """A successful chat completion or embeddings answer as a BatchResult (a refusal is an error)."""
     usage = body.get("usage") or {}
     input_tokens = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
     output_tokens = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
