@@ -38,7 +38,7 @@ def order_seed(seed: int, custom_ids: list[str]) -> str:
     return f"{seed}:{digest}"
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
 def processing_order(seed_text: str, total: int) -> tuple[int, ...]:
     order = list(range(total))
     random.Random(seed_text).shuffle(order)

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import math
-import struct
+import secrets
 import time
 from functools import lru_cache
 from typing import Any
@@ -29,7 +29,7 @@ _VOCABULARY = (
 _EMBEDDING_DIMENSIONS = {"text-embedding-3-large": 3072, "text-embedding-3-small": 1536}
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def count_tokens(text: str, chars_per_token: float = 4.0) -> int:
     return math.ceil(len(text) / chars_per_token) if text else 0
 
@@ -56,7 +56,7 @@ def prompt_tokens(messages: list[dict[str, Any]], chars_per_token: float, system
     return total + MESSAGE_OVERHEAD_TOKENS
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=4096)
 def _reply_words(prompt: str, model: str, words: int) -> str:
     digest = hashlib.blake2b(f"{model}\0{prompt}".encode(), digest_size=32).digest()
     picked = [_VOCABULARY[digest[index % len(digest)] % len(_VOCABULARY)] for index in range(words)]
@@ -126,12 +126,16 @@ def openai_chat_completion(body: dict[str, Any], chars_per_token: float, reply_t
     messages = _require_messages(body)
     max_tokens = _max_tokens(body, "max_completion_tokens", "max_tokens")
     choices_wanted = body.get("n") or 1
+    if not isinstance(choices_wanted, int) or not 1 <= choices_wanted <= 128:
+        raise invalid(
+            f"Invalid 'n': expected an integer between 1 and 128, got {choices_wanted!r}.", param="n"
+        )
     prompt = prompt_text(messages)
     input_tokens = prompt_tokens(messages, chars_per_token)
     structured = _structured_content(body.get("response_format"), prompt)
     choices = []
     output_tokens = 0
-    for index in range(int(choices_wanted)):
+    for index in range(choices_wanted):
         seed = prompt if index == 0 else f"{prompt}\0{index}"
         text = (
             structured if structured is not None else reply_text(seed, model, reply_tokens, chars_per_token)
@@ -146,9 +150,8 @@ def openai_chat_completion(body: dict[str, Any], chars_per_token: float, reply_t
                 "finish_reason": "length" if truncated else "stop",
             }
         )
-    digest = hashlib.blake2b(f"{model}\0{prompt}".encode(), digest_size=12).hexdigest()
     return {
-        "id": f"chatcmpl-{digest}",
+        "id": f"chatcmpl-{secrets.token_hex(12)}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -189,13 +192,14 @@ def embedding_inputs(body: dict[str, Any]) -> list[str]:
     return texts
 
 
-@lru_cache(maxsize=4096)
-def embedding_vector(text: str, model: str, dimensions: int) -> tuple[float, ...]:
-    """A unit-norm vector seeded by the text: stable across runs and processes."""
+@lru_cache(maxsize=1024)
+def embedding_vector(text: str, model: str, dimensions: int) -> np.ndarray:
+    """A unit-norm float32 vector seeded by the text: stable across runs and processes (read-only)."""
     seed = int.from_bytes(hashlib.blake2b(f"{model}\0{text}".encode(), digest_size=8).digest(), "big")
-    vector = np.random.default_rng(seed).standard_normal(dimensions).astype(np.float32)
+    vector = np.random.default_rng(seed).standard_normal(dimensions).astype("<f4")
     vector /= np.linalg.norm(vector)
-    return tuple(float(value) for value in vector)
+    vector.flags.writeable = False
+    return vector
 
 
 def openai_embeddings(
@@ -215,9 +219,10 @@ def openai_embeddings(
     data = []
     for index, text in enumerate(texts):
         vector = embedding_vector(text, model, dimensions)
-        embedding: Any = list(vector)
         if encoding == "base64":
-            embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+            embedding: Any = base64.b64encode(vector.tobytes()).decode()
+        else:
+            embedding = vector.tolist()
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     tokens = sum(count_tokens(text, chars_per_token) for text in texts)
     return {
@@ -246,9 +251,8 @@ def anthropic_message(body: dict[str, Any], chars_per_token: float, reply_tokens
         structured = json.dumps(instance_for_schema(output_format["schema"], prompt))
     text = structured if structured is not None else reply_text(prompt, model, reply_tokens, chars_per_token)
     text, truncated = _limited(text, max_tokens, chars_per_token)
-    digest = hashlib.blake2b(f"{model}\0{prompt}".encode(), digest_size=12).hexdigest()
     return {
-        "id": f"msg_{digest}",
+        "id": f"msg_{secrets.token_hex(12)}",
         "type": "message",
         "role": "assistant",
         "model": model,

@@ -46,7 +46,7 @@ class RealtimeRoutes:
         model = str(body.get("model", ""))
         tokens = self._estimate(body, body.get("max_completion_tokens") or body.get("max_tokens"))
         headers = await self.gate.admit(
-            "openai", key, model, tokens, raw.decode(), request.scope["emulator.send"]
+            "openai", key, model, tokens, raw.decode(errors="replace"), request.scope["emulator.send"]
         )
         settings = self.runtime.config.model
         return _json(openai_chat_completion(body, settings.chars_per_token, settings.reply_tokens), headers)
@@ -58,7 +58,7 @@ class RealtimeRoutes:
         model = str(body.get("model", ""))
         tokens = count_tokens(json.dumps(body.get("input", "")), self.runtime.config.model.chars_per_token)
         headers = await self.gate.admit(
-            "openai", key, model, tokens, raw.decode(), request.scope["emulator.send"]
+            "openai", key, model, tokens, raw.decode(errors="replace"), request.scope["emulator.send"]
         )
         settings = self.runtime.config.model
         return _json(
@@ -75,7 +75,7 @@ class RealtimeRoutes:
         model = str(body.get("model", ""))
         tokens = self._estimate(body, body.get("max_tokens"))
         headers = await self.gate.admit(
-            "anthropic", key, model, tokens, raw.decode(), request.scope["emulator.send"]
+            "anthropic", key, model, tokens, raw.decode(errors="replace"), request.scope["emulator.send"]
         )
         settings = self.runtime.config.model
         return _json(anthropic_message(body, settings.chars_per_token, settings.reply_tokens), headers)
