@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from batch_pipelines.emulator.admin import AdminRoutes
 from batch_pipelines.emulator.anthropic_batches import MessageBatchRoutes
-from batch_pipelines.emulator.errors import ApiError, anthropic_response, openai_response
+from batch_pipelines.emulator.errors import ApiError, anthropic_response, new_request_id, openai_response
 from batch_pipelines.emulator.lifecycle import Lifecycle
 from batch_pipelines.emulator.openai_batches import BatchRoutes
 from batch_pipelines.emulator.openai_files import FileRoutes
@@ -116,6 +116,7 @@ class EmulatorApp:
     def _counted(self, provider: str, name: str, handler: Handler) -> Handler:
         render = openai_response if provider == "openai" else anthropic_response
         counters = self.runtime.counters
+        request_id_header = "x-request-id" if provider == "openai" else "request-id"
 
         async def endpoint(request: Request) -> Response:
             counters[f"requests.{name}"] += 1
@@ -126,6 +127,7 @@ class EmulatorApp:
             except ConnectionDropped:
                 return Response(status_code=499)
             counters[f"status.{response.status_code}"] += 1
+            response.headers[request_id_header] = new_request_id()
             return response
 
         return endpoint

@@ -34,6 +34,7 @@ def serve(config: EmulatorConfig, host: str, port: int, state_dir: Path | None) 
             log_level="warning",
             timeout_keep_alive=30,
             timeout_graceful_shutdown=1,
+            proxy_headers=False,
             backlog=2048,
         )
     )

@@ -33,6 +33,7 @@ def test_chat_is_deterministic_with_consistent_usage(client: openai.OpenAI) -> N
     assert first.usage.prompt_tokens == second.usage.prompt_tokens if second.usage else False
     assert first.usage.total_tokens == first.usage.prompt_tokens + first.usage.completion_tokens
     assert first.choices[0].finish_reason == "stop"
+    assert first._request_id and first._request_id.startswith("req_")
     truncated = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=2)  # type: ignore[arg-type]
     assert truncated.choices[0].finish_reason == "length"
     assert truncated.usage is not None and truncated.usage.completion_tokens <= 2
