@@ -188,8 +188,10 @@ class BatchManager:
                         return
                 state = await self._find_launched(batch, known)
                 if state is None:
-                    batch.launch_started_at = time.time()
-                    await self.store.save_batch(batch)
+                    started = time.time()
+                    if not await self.store.claim_launch(batch, started):
+                        continue  # another process is launching this batch right now
+                    batch.launch_started_at = started
                     path = files.get(batch.chunk) or await self._render_chunk(record, batch, Path(tmp))
                     try:
                         state = await self.provider.create_batch(path, kind=record.kind, tags=batch.tags)

@@ -33,6 +33,9 @@ class ResultFinisher:
         provider_batch_id: str | None,
     ) -> None:
         self.price = price
+        # USD per token at the batch price, computed once: this runs for every result line.
+        self._input_rate = price.input_per_million * price.batch_discount / 1e6 if price else 0.0
+        self._output_rate = price.output_per_million * price.batch_discount / 1e6 if price else 0.0
         self.attempt = attempt
         self.provider_batch_id = provider_batch_id
         self._validator = (
@@ -46,7 +49,9 @@ class ResultFinisher:
         result.attempt = self.attempt
         result.provider_batch_id = self.provider_batch_id
         if self.price is not None and (result.input_tokens or result.output_tokens):
-            result.cost_usd = self.price.cost(result.input_tokens, result.output_tokens, batch=True)
+            result.cost_usd = (
+                result.input_tokens * self._input_rate + result.output_tokens * self._output_rate
+            )
         if self._validator is not None and result.error is None:
             self._parse_structured(result)
         return result

@@ -268,6 +268,30 @@ class BatchStore:
         ]
         await self._run(self._update, batches, keys, row)
 
+    async def claim_launch(self, record: BatchRecord, started_at: float) -> bool:
+        """Mark a queued batch as being launched, unless another process did since ``record`` was read
+        (compare-and-set on ``launch_started_at``): True when this caller now owns the launch."""
+        return await self._run(self._claim_launch, record, started_at)
+
+    def _claim_launch(self, record: BatchRecord, started_at: float) -> bool:
+        previous = batches.c.launch_started_at
+        unchanged = (
+            previous.is_(None) if record.launch_started_at is None else previous == record.launch_started_at
+        )
+        statement = (
+            sa.update(batches)
+            .where(
+                batches.c.job_id == record.job_id,
+                batches.c.attempt == record.attempt,
+                batches.c.chunk == record.chunk,
+                batches.c.provider_batch_id.is_(None),
+                unchanged,
+            )
+            .values(launch_started_at=started_at)
+        )
+        with self._begin() as conn:
+            return bool(conn.execute(statement).rowcount == 1)
+
     async def enqueued_tokens(self, provider: str, model: str) -> int:
         """Estimated prompt tokens in launched, unfinished batches of this provider and model (all jobs)."""
         return await self._run(self._enqueued_tokens, provider, model)

@@ -294,3 +294,16 @@ def _output_order(emulator: EmulatorProcess, batch_id: str) -> list[str]:
         f"{emulator.openai_base_url}/files/{batch['output_file_id']}/content", headers=headers
     )
     return [json.loads(line)["custom_id"] for line in content.text.splitlines() if line.strip()]
+
+
+async def test_batch_stuck_in_finalizing_reports_it_and_full_progress(
+    openai_provider: OpenAIProvider, admin: httpx.Client
+) -> None:
+    queue_scenario(admin, "stuck_finalizing", "openai")
+    manager = BatchManager(openai_provider)
+    job = await manager.submit([chat(f"r{i}", f"Summarise {i}") for i in range(4)])
+    stuck = await wait_for(manager, job.id, condition=lambda j: j.detail == "finalizing")
+    assert stuck.status == BatchStatus.PROCESSING
+    assert (stuck.progress.completed, stuck.progress.percent) == (4, 100.0)
+    with pytest.raises(JobNotFinishedError, match="finalizing"):
+        await manager.get_results(job.id)

@@ -103,3 +103,20 @@ async def test_missing_job_is_a_clear_error() -> None:
     await store.initialize()
     with pytest.raises(KeyError, match="no batch job with id 'nope'"):
         await store.get_job("nope")
+
+
+async def test_only_one_caller_claims_a_batch_launch(tmp_path: Path) -> None:
+    store = BatchStore(tmp_path / "b.db")
+    await store.initialize()
+    await store.save_job(JobRecord(id="j", provider="openai", model="m", kind="chat", created_at=time.time()))
+    intent = BatchRecord(
+        job_id="j", attempt=1, chunk=0, request_count=1, byte_count=1, est_tokens=1, recorded_at=time.time()
+    )
+    await store.add_batches([intent])
+    [seen_by_a] = await store.get_batches("j")
+    [seen_by_b] = await store.get_batches("j")
+    assert await store.claim_launch(seen_by_a, 100.0)
+    assert not await store.claim_launch(seen_by_b, 101.0)
+    [after] = await store.get_batches("j")
+    assert after.launch_started_at == 100.0
+    assert await store.claim_launch(after, 200.0)  # a later process taking over a stale claim
