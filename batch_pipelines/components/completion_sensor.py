@@ -60,7 +60,7 @@ def build_completion_sensor(
     @dg.sensor(
         name=f"{spec.name}_completion_sensor",
         job=results_job,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=spec.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Collects finished batch jobs of pipeline {spec.name!r} into its results asset.",
     )

@@ -53,6 +53,7 @@ class BatchPipelineComponent(dg.Component, dg.Model, dg.Resolvable):
     )
     results_root: str | None = None
     max_attempts: int = 3
+    sensor_interval_seconds: int = 60
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         declared = self.model_dump(exclude_none=True)

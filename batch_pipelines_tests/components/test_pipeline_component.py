@@ -50,7 +50,9 @@ def test_what_a_pipeline_becomes() -> None:
     assert "openai" in submission.kinds
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"ids_unique", "every_input_item_accounted_for", "responses_match_schema"}
-    assert defs.resolve_sensor_def("tickets_completion_sensor").job_name == "tickets_results_job"
+    sensor = defs.resolve_sensor_def("tickets_completion_sensor")
+    assert sensor.job_name == "tickets_results_job"
+    assert sensor.minimum_interval_seconds == 60
     assert defs.resolve_job_def("tickets_submit_job").partitions_def is not None
     policy = defs.resolve_assets_def(dg.AssetKey(["tickets", "submission"])).op.retry_policy
     assert (
