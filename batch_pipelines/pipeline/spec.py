@@ -182,6 +182,9 @@ class PipelineSpec(_SpecModel):
     max_attempts: int = Field(
         default=3, ge=1, le=10, description="Submissions per item for transient errors."
     )
+    sensor_interval_seconds: int = Field(
+        default=60, ge=1, le=3600, description="Least time between two completion-sensor ticks."
+    )
 
     @field_validator("provider")
     @classmethod
