@@ -1,0 +1,113 @@
+"""Anthropic's synchronous Messages API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from batch_pipelines.engine.models import BatchRequest
+from batch_pipelines.engine.pricing import ModelPrice, price_for
+from batch_pipelines.providers.anthropic import (
+    API_VERSION,
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_TOKENS,
+    message_params,
+    result_from_message,
+)
+from batch_pipelines.providers.http import ProviderHTTP
+from batch_pipelines.providers.realtime import (
+    Budget,
+    RateLimitSnapshot,
+    RealtimeAnswer,
+    call_error,
+    estimate_prompt_tokens,
+    header_int,
+    seconds_until,
+)
+
+
+class AnthropicRealtimeProvider:
+    """One message per call (chat only).
+
+    ``base_url`` is the API root without ``/v1``; ``api_key`` defaults to ``ANTHROPIC_API_KEY``. A
+    ``response_schema`` is sent as ``output_format`` (structured outputs). ``limit_tokens`` counts the
+    input tokens plus the larger of ``max_tokens`` and the tokens produced, as the limiter admitted it.
+    """
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        price: ModelPrice | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 120.0,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise ValueError("AnthropicRealtimeProvider: no api_key given and ANTHROPIC_API_KEY is not set")
+        self.model = model
+        self.price = price or price_for(model)
+        self.default_max_tokens = default_max_tokens
+        self._http = ProviderHTTP(
+            self.name,
+            (base_url or DEFAULT_BASE_URL).rstrip("/").removesuffix("/v1"),
+            {"x-api-key": key, "anthropic-version": API_VERSION},
+            timeout_s=timeout_s,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"AnthropicRealtimeProvider(model={self.model!r}, http={self._http!r})"
+
+    def estimate_tokens(self, request: BatchRequest) -> int:
+        return estimate_prompt_tokens(request) + (request.max_tokens or self.default_max_tokens)
+
+    async def call(self, request: BatchRequest, response_schema: dict[str, Any] | None) -> RealtimeAnswer:
+        if request.kind != "chat":
+            raise ValueError(f"request {request.id!r}: Anthropic has no embeddings API")
+        body = message_params(self.model, request, self.default_max_tokens)
+        if response_schema is not None:
+            body["output_format"] = {"type": "json_schema", "schema": response_schema}
+        response = await self._http.send_once("POST", "/v1/messages", json=body)
+        rate_limits = rate_limits_from_headers(response.headers)
+        if response.status_code >= 400:
+            raise call_error(self.name, response, rate_limits)
+        result = result_from_message(request.id, response.json())
+        reserved_output = max(result.output_tokens, body["max_tokens"])
+        return RealtimeAnswer(result, result.input_tokens + reserved_output, rate_limits)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def rate_limits_from_headers(headers: Mapping[str, str]) -> RateLimitSnapshot | None:
+    """``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` (reset as RFC 3339)."""
+    requests = _budget(headers, "requests")
+    tokens = _budget(headers, "tokens")
+    return None if requests is None and tokens is None else RateLimitSnapshot(requests, tokens)
+
+
+def _budget(headers: Mapping[str, str], dimension: str) -> Budget | None:
+    limit = header_int(headers, f"anthropic-ratelimit-{dimension}-limit")
+    remaining = header_int(headers, f"anthropic-ratelimit-{dimension}-remaining")
+    if limit is None or remaining is None:
+        return None
+    reset = headers.get(f"anthropic-ratelimit-{dimension}-reset")
+    try:
+        reset_s = (
+            seconds_until(datetime.fromisoformat(reset.replace("Z", "+00:00")).timestamp()) if reset else 0.0
+        )
+    except ValueError:
+        reset_s = 0.0
+    return Budget(limit, remaining, reset_s)

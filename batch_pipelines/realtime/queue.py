@@ -1,0 +1,464 @@
+"""A durable work queue with leases, attempts, priorities and a dead-letter table (SQLite by default).
+
+Items are leased with a visibility timeout: a worker that dies simply stops renewing nothing, its lease
+expires and the item is delivered again. An item is acked in the same transaction that writes its result,
+after the result row, so an acked item always has a durable result and an item with a result is never
+sent again. Every delivery counts as an attempt; after ``max_attempts`` the item moves to the dead-letter
+table (also when its lease keeps expiring). Higher ``priority`` is leased first, then insertion order.
+
+Every transaction is ``BEGIN IMMEDIATE`` on a WAL file, so any number of processes on one machine can
+share a queue; SQLAlchemy Core runs in a worker thread behind the async methods.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from batch_pipelines.engine.models import BatchRequest, BatchResult
+from batch_pipelines.realtime import queue_tables as tables
+from batch_pipelines.realtime.queue_tables import DEAD, DONE, LEASED, PENDING
+
+T = TypeVar("T")
+DEFAULT_VISIBILITY_TIMEOUT_S = 300.0
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """A request and its priority (higher goes first)."""
+
+    request: BatchRequest
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One delivery of an item to one worker. ``attempt`` is 1 on the first delivery."""
+
+    item_id: str
+    request: BatchRequest
+    priority: int
+    attempt: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    pending: int
+    leased: int
+    done: int
+    dead: int
+
+    @property
+    def open(self) -> int:
+        """Items that still need work."""
+        return self.pending + self.leased
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    item_id: str
+    attempts: int
+    error: str
+    error_type: str | None
+    request: BatchRequest
+
+
+class WorkQueue:
+    """``WorkQueue("work.db", name="tickets:2026-01-02")``; ``WorkQueue()`` lives in memory (one process).
+
+    ``name`` separates queues sharing one file (one per pipeline partition, say). Call
+    ``await queue.initialize()`` once; it creates the tables and is harmless to repeat.
+    """
+
+    def __init__(
+        self,
+        location: Path | str | None = None,
+        *,
+        name: str = "default",
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"WorkQueue max_attempts must be at least 1, got {max_attempts}")
+        if visibility_timeout_s <= 0:
+            raise ValueError(f"WorkQueue visibility_timeout_s must be positive, got {visibility_timeout_s}")
+        self.url = _url_of(location)
+        self.name = name
+        self.max_attempts = max_attempts
+        self.visibility_timeout_s = visibility_timeout_s
+        self._memory = location is None
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+
+    def __repr__(self) -> str:
+        return f"WorkQueue({self.url!r}, name={self.name!r})"
+
+    async def initialize(self) -> None:
+        if self._engine is None:
+            await anyio.to_thread.run_sync(self._create)
+
+    def _create(self) -> None:
+        if self._memory:
+            engine = sa.create_engine(
+                self.url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            engine = sa.create_engine(self.url, connect_args={"timeout": 60})
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _begin_immediate)
+        tables.metadata.create_all(engine)
+        self._engine = engine
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # -- writing work ---------------------------------------------------------------------------------
+
+    async def enqueue(self, work: Iterable[BatchRequest | QueueItem]) -> int:
+        """Add items not already in this queue (by request id); returns how many were new."""
+        queued = [item if isinstance(item, QueueItem) else QueueItem(item) for item in work]
+        return await self._run(self._enqueue, queued)
+
+    def _enqueue(self, queued: Sequence[QueueItem]) -> int:
+        if not queued:
+            return 0
+        now = time.time()
+        with self._begin() as conn:
+            seq = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(tables.items.c.seq), 0)).where(
+                    tables.items.c.queue == self.name
+                )
+            ).scalar_one()
+            rows = [
+                {
+                    "queue": self.name,
+                    "item_id": item.request.id,
+                    "seq": seq + index + 1,
+                    "priority": item.priority,
+                    "payload": item.request.to_json(),
+                    "state": PENDING,
+                    "attempts": 0,
+                    "available_at": now,
+                }
+                for index, item in enumerate(queued)
+            ]
+            statement = sqlite.insert(tables.items).on_conflict_do_nothing(
+                index_elements=["queue", "item_id"]
+            )
+            return int(conn.execute(statement, rows).rowcount or 0)
+
+    # -- leasing --------------------------------------------------------------------------------------
+
+    async def lease(self, owner: str, limit: int = 1) -> list[Lease]:
+        """Up to ``limit`` items for ``owner``: pending ones whose delay has passed and ones whose lease
+        expired, highest priority first. Expired items out of attempts go to the dead-letter table."""
+        return await self._run(self._lease, owner, limit)
+
+    def _lease(self, owner: str, limit: int) -> list[Lease]:
+        now = time.time()
+        item = tables.items.c
+        expired = sa.and_(item.state == LEASED, item.lease_expires <= now)
+        with self._begin() as conn:
+            exhausted = conn.execute(
+                sa.select(tables.items).where(
+                    item.queue == self.name, expired, item.attempts >= self.max_attempts
+                )
+            ).mappings()
+            for row in list(exhausted):
+                message = f"the lease expired {row['attempts']} times (worker died or took too long)"
+                failure = BatchResult(
+                    row["item_id"], error=message, error_type="lease_expired", attempt=row["attempts"]
+                )
+                self._write_result(conn, failure, now)
+                self._bury(
+                    conn, row["item_id"], row["attempts"], row["payload"], message, "lease_expired", now
+                )
+            ready = sa.or_(sa.and_(item.state == PENDING, item.available_at <= now), expired)
+            rows = (
+                conn.execute(
+                    sa.select(item.item_id, item.payload, item.priority, item.attempts)
+                    .where(item.queue == self.name, ready)
+                    .order_by(item.priority.desc(), item.seq)
+                    .limit(limit)
+                )
+                .mappings()
+                .all()
+            )
+            leases = []
+            for row in rows:
+                token = uuid.uuid4().hex
+                conn.execute(
+                    sa.update(tables.items)
+                    .where(item.queue == self.name, item.item_id == row["item_id"])
+                    .values(
+                        state=LEASED,
+                        attempts=row["attempts"] + 1,
+                        lease_owner=owner,
+                        lease_token=token,
+                        lease_expires=now + self.visibility_timeout_s,
+                    )
+                )
+                request = BatchRequest.from_json(row["payload"])
+                leases.append(Lease(row["item_id"], request, row["priority"], row["attempts"] + 1, token))
+        return leases
+
+    async def next_wakeup(self) -> float | None:
+        """Seconds until some open item may be leased (0 if one may be now); None when none is open."""
+        return await self._run(self._next_wakeup)
+
+    def _next_wakeup(self) -> float | None:
+        item = tables.items.c
+        with self._begin() as conn:
+            pending = conn.execute(
+                sa.select(sa.func.min(item.available_at)).where(
+                    item.queue == self.name, item.state == PENDING
+                )
+            ).scalar_one()
+            leased = conn.execute(
+                sa.select(sa.func.min(item.lease_expires)).where(
+                    item.queue == self.name, item.state == LEASED
+                )
+            ).scalar_one()
+        moments = [moment for moment in (pending, leased) if moment is not None]
+        return max(0.0, min(moments) - time.time()) if moments else None
+
+    # -- finishing ------------------------------------------------------------------------------------
+
+    async def complete(self, lease: Lease, result: BatchResult) -> None:
+        """Write the result, then ack the item, in one transaction. A result already written for the item
+        (by a worker whose lease had expired) stays: the first answer wins."""
+        await self._run(self._complete, lease, result)
+
+    def _complete(self, lease: Lease, result: BatchResult) -> None:
+        now = time.time()
+        with self._begin() as conn:
+            self._write_result(conn, result, now)
+            conn.execute(
+                sa.update(tables.items)
+                .where(tables.items.c.queue == self.name, tables.items.c.item_id == lease.item_id)
+                .values(state=DONE, lease_owner=None, lease_token=None, lease_expires=None)
+            )
+
+    async def retry_later(self, lease: Lease, result: BatchResult, delay_s: float) -> bool:
+        """Give a transiently failed item back, available again after ``delay_s``; on its last attempt it
+        goes to the dead-letter table instead. Returns True when it was dead-lettered."""
+        return await self._run(self._retry_later, lease, result, delay_s)
+
+    def _retry_later(self, lease: Lease, result: BatchResult, delay_s: float) -> bool:
+        now = time.time()
+        with self._begin() as conn:
+            if lease.attempt >= self.max_attempts:
+                self._write_result(conn, result, now)
+                self._bury(
+                    conn,
+                    lease.item_id,
+                    lease.attempt,
+                    lease.request.to_json(),
+                    _error(result),
+                    result.error_type,
+                    now,
+                )
+                return True
+            conn.execute(
+                self._held(lease).values(
+                    state=PENDING,
+                    available_at=now + delay_s,
+                    last_error=_error(result),
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_expires=None,
+                )
+            )
+            return False
+
+    async def dead_letter(self, lease: Lease, result: BatchResult) -> None:
+        """A permanent failure: write its result, then move the item to the dead-letter table."""
+        await self._run(self._dead_letter, lease, result)
+
+    def _dead_letter(self, lease: Lease, result: BatchResult) -> None:
+        now = time.time()
+        with self._begin() as conn:
+            self._write_result(conn, result, now)
+            self._bury(
+                conn,
+                lease.item_id,
+                lease.attempt,
+                lease.request.to_json(),
+                _error(result),
+                result.error_type,
+                now,
+            )
+
+    async def release(self, leases: Iterable[Lease]) -> None:
+        """Hand back leases a worker will not process (it is stopping); the delivery does not count."""
+        held = list(leases)
+        if held:
+            await self._run(self._release, held)
+
+    def _release(self, leases: Sequence[Lease]) -> None:
+        now = time.time()
+        with self._begin() as conn:
+            for lease in leases:
+                conn.execute(
+                    self._held(lease).values(
+                        state=PENDING,
+                        attempts=lease.attempt - 1,
+                        available_at=now,
+                        lease_owner=None,
+                        lease_token=None,
+                        lease_expires=None,
+                    )
+                )
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    async def counts(self) -> QueueCounts:
+        return await self._run(self._counts)
+
+    def _counts(self) -> QueueCounts:
+        item = tables.items.c
+        with self._begin() as conn:
+            rows = conn.execute(
+                sa.select(item.state, sa.func.count()).where(item.queue == self.name).group_by(item.state)
+            ).all()
+        by_state = {state: count for state, count in rows}
+        return QueueCounts(*(int(by_state.get(state, 0)) for state in (PENDING, LEASED, DONE, DEAD)))
+
+    async def results(self) -> list[BatchResult]:
+        """Every written result of this queue (successes and dead letters alike), in insertion order."""
+        return await self._run(self._results)
+
+    def _results(self) -> list[BatchResult]:
+        result, item = tables.results.c, tables.items.c
+        query = (
+            sa.select(tables.results)
+            .join(tables.items, sa.and_(item.queue == result.queue, item.item_id == result.item_id))
+            .where(result.queue == self.name)
+            .order_by(item.seq)
+        )
+        with self._begin() as conn:
+            return [tables.result_from_row(row) for row in conn.execute(query).mappings()]
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return await self._run(self._dead_letters)
+
+    def _dead_letters(self) -> list[DeadLetter]:
+        dead = tables.dead_letters.c
+        query = sa.select(tables.dead_letters).where(dead.queue == self.name).order_by(dead.dead_at)
+        with self._begin() as conn:
+            return [
+                DeadLetter(
+                    row["item_id"],
+                    row["attempts"],
+                    row["error"],
+                    row["error_type"],
+                    BatchRequest.from_json(row["payload"]),
+                )
+                for row in conn.execute(query).mappings()
+            ]
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def _held(self, lease: Lease) -> Any:
+        item = tables.items.c
+        return sa.update(tables.items).where(
+            item.queue == self.name, item.item_id == lease.item_id, item.lease_token == lease.token
+        )
+
+    def _write_result(self, conn: Connection, result: BatchResult, now: float) -> None:
+        statement = sqlite.insert(tables.results).on_conflict_do_nothing(index_elements=["queue", "item_id"])
+        conn.execute(statement, [tables.result_row(self.name, result, now)])
+
+    def _bury(
+        self,
+        conn: Connection,
+        item_id: str,
+        attempts: int,
+        payload: str,
+        error: str,
+        error_type: str | None,
+        now: float,
+    ) -> None:
+        statement = sqlite.insert(tables.dead_letters).on_conflict_do_nothing(
+            index_elements=["queue", "item_id"]
+        )
+        conn.execute(
+            statement,
+            [
+                {
+                    "queue": self.name,
+                    "item_id": item_id,
+                    "attempts": attempts,
+                    "error": error,
+                    "error_type": error_type,
+                    "payload": payload,
+                    "dead_at": now,
+                }
+            ],
+        )
+        conn.execute(
+            sa.update(tables.items)
+            .where(tables.items.c.queue == self.name, tables.items.c.item_id == item_id)
+            .values(state=DEAD, last_error=error, lease_owner=None, lease_token=None, lease_expires=None)
+        )
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(partial(self._locked, func, *args))
+
+    def _locked(self, func: Callable[..., T], *args: Any) -> T:
+        if self._memory:
+            with self._lock:
+                return func(*args)
+        return func(*args)
+
+    def _begin(self) -> Any:
+        if self._engine is None:
+            raise RuntimeError("WorkQueue used before 'await queue.initialize()'")
+        return self._engine.begin()
+
+
+def _error(result: BatchResult) -> str:
+    return result.error or "failed without a message"
+
+
+def _url_of(location: Path | str | None) -> str:
+    if location is None:
+        return "sqlite://"
+    text = str(location)
+    if text.startswith("sqlite:"):
+        return text
+    if "://" in text:
+        raise ValueError(
+            f"WorkQueue location {text!r}: only SQLite files (a path or sqlite:///…) are supported"
+        )
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit at the driver level, so the "begin" listener decides how each transaction starts.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+def _begin_immediate(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
