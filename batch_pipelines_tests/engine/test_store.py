@@ -120,3 +120,24 @@ async def test_only_one_caller_claims_a_batch_launch(tmp_path: Path) -> None:
     [after] = await store.get_batches("j")
     assert after.launch_started_at == 100.0
     assert await store.claim_launch(after, 200.0)  # a later process taking over a stale claim
+
+
+def test_postgresql_schema_and_upsert_compile() -> None:
+    """No PostgreSQL driver is installed here: check the DDL and the upsert render for that dialect."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+
+    from batch_pipelines.engine import store as store_module
+
+    ddl: list[str] = []
+    engine = sa.create_mock_engine(
+        "postgresql://", lambda sql, *_, **__: ddl.append(str(sql.compile(dialect=engine.dialect)))
+    )
+    store_module._meta.create_all(engine, checkfirst=False)
+    assert any("CREATE TABLE bp_results" in statement for statement in ddl)
+
+    class _Conn:
+        dialect = postgresql.dialect()
+
+    upsert = store_module._upsert(_Conn(), store_module.results, ["job_id", "request_id"], ["response"])  # type: ignore[arg-type]
+    assert "ON CONFLICT (job_id, request_id) DO UPDATE" in str(upsert.compile(dialect=postgresql.dialect()))
