@@ -1,7 +1,7 @@
 """Copy the engine's job records into Parquet so DuckDB can show them as the `jobs` and `costs` views.
 
 The store is SQLite (or PostgreSQL) and this DuckDB build cannot attach SQLite offline, so the views read a
-snapshot that the query command, the demo and each completion-sensor tick refresh.
+snapshot that the query command and the demo refresh before they read.
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ def test_bad_yaml_declaration_fails_loading_naming_the_field(changes: dict[str, 
         # Dagster wraps our error in its own; the chain below finds ours.
         with pytest.raises(Exception) as raised, sandbox.load_component_and_build_defs(defs_path=path):
             pass
-    chain, error = [], raised.value
+    chain: list[BaseException] = []
+    error: BaseException | None = raised.value
     while error is not None:
         chain.append(error)
         error = error.__cause__ or error.__context__
