@@ -348,7 +348,7 @@ class BatchStore:
             conn.execute(statement, [{"rid": r[0], "a": r[1], "c": r[2], "l": r[3]} for r in rows])
 
     def chunk_payloads(self, job_id: str, attempt: int, chunk: int) -> Iterator[list[str]]:
-        """Pages of one provider batch's request payloads in line order (synchronous, for run_sync)."""
+        """Pages of one provider batch's request payloads in line order (read with next_page)."""
         last = -1
         while True:
             query = (
@@ -366,7 +366,7 @@ class BatchStore:
             yield [row[1] for row in rows]
 
     def retryable_payloads(self, job_id: str) -> Iterator[list[str]]:
-        """Pages of payloads whose stored result is a retryable error, in submission order (synchronous)."""
+        """Pages of payloads whose stored result is a retryable error, in submission order (next_page)."""
         last = -1
         while True:
             query = (
@@ -391,9 +391,9 @@ class BatchStore:
             last = rows[-1][0]
             yield [row[1] for row in rows]
 
-    async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
-        """Run ``func`` in the store's worker thread (for the synchronous page iterators above)."""
-        return await self._run(func, *args)
+    async def next_page(self, pages: Iterator[T]) -> T | None:
+        """The next page of one of the page iterators here, read in the store's worker thread."""
+        return await self._run(next, pages, None)
 
     async def chunk_request_ids(self, job_id: str, attempt: int, chunk: int) -> dict[str, int]:
         """Request id → line of one provider batch."""
@@ -452,7 +452,7 @@ class BatchStore:
             )
 
     def result_pages(self, job_id: str) -> Iterator[list[tuple[str, BatchResult | None]]]:
-        """Pages of (request id, stored result or None), one per request, in submission order (sync)."""
+        """Pages of (request id, stored result or None), one per request, in submission order."""
         last = -1
         columns = [requests.c.seq, requests.c.request_id, *[results.c[name] for name in _RESULT_UPDATE]]
         while True:

@@ -1,0 +1,102 @@
+"""Collecting a finished provider batch: stream its result lines, join them on custom_id, store them.
+
+Every request of the batch ends with exactly one stored result; those the provider returned nothing for
+(expired, cancelled, refused batch) get an error explaining why, classified like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from batch_pipelines.engine.errors import classify
+from batch_pipelines.engine.models import BatchResult, BatchStatus
+from batch_pipelines.engine.records import BatchRecord, JobRecord
+from batch_pipelines.engine.results import ResultFinisher
+from batch_pipelines.engine.store import BatchStore
+from batch_pipelines.providers.base import BatchProvider
+
+logger = logging.getLogger(__name__)
+
+STORE_PAGE = 2000
+
+
+class ResultCollector:
+    def __init__(self, provider: BatchProvider, store: BatchStore) -> None:
+        self.provider = provider
+        self.store = store
+
+    async def collect_ended(self, record: JobRecord) -> None:
+        """Store the results of every ended provider batch of the job not collected yet."""
+        for batch in await self.store.get_batches(record.id):
+            if batch.ended and not batch.collected:
+                await self.collect(record, batch)
+
+    async def collect(self, record: JobRecord, batch: BatchRecord) -> None:
+        """Store a finished batch's results, joined on custom_id, plus one error for each request the
+        provider returned nothing for (expired, cancelled, failed batch)."""
+        finisher = ResultFinisher(
+            price=record.price,
+            response_schema=record.response_schema,
+            attempt=batch.attempt,
+            provider_batch_id=batch.provider_batch_id,
+        )
+        if batch.provider_batch_id is not None:
+            members = await self.store.chunk_request_ids(record.id, batch.attempt, batch.chunk)
+            buffer: list[BatchResult] = []
+            async for line in self.provider.iter_result_lines(batch.provider_batch_id):
+                try:
+                    parsed = self.provider.parse_result_line(line)
+                except (ValueError, KeyError, TypeError, IndexError) as error:
+                    logger.warning(
+                        "batch %s: skipping unreadable result line (%s)", batch.provider_batch_id, error
+                    )
+                    continue
+                if parsed.id not in members:
+                    logger.warning("batch %s: result for unknown id %r", batch.provider_batch_id, parsed.id)
+                    continue
+                buffer.append(finisher.finish(parsed))
+                if len(buffer) >= STORE_PAGE:
+                    await self.store.upsert_results(record.id, buffer)
+                    buffer = []
+            await self.store.upsert_results(record.id, buffer)
+        missing = await self.store.unresolved_in_chunk(record.id, batch.attempt, batch.chunk)
+        for start in range(0, len(missing), STORE_PAGE):
+            page = missing[start : start + STORE_PAGE]
+            await self.store.upsert_results(
+                record.id, [unreturned_result(batch, rid, line) for rid, line in page]
+            )
+        batch.collected = True
+        await self.store.save_batch(batch)
+
+
+def unreturned_result(batch: BatchRecord, request_id: str, line: int) -> BatchResult:
+    """The result of a request the provider returned nothing for, explained by the batch's fate."""
+    line_error = next((e for e in batch.line_errors if e.line == line), None)
+    if line_error is not None:
+        error_type, retryable = classify(line_error.code, line_error.message)
+        message = line_error.message
+    elif batch.detail == "expired" or batch.raw_status == "expired":
+        error_type, retryable = "batch_expired", True
+        message = "the batch expired before this request ran"
+    elif batch.phase == BatchStatus.CANCELLED:
+        error_type, retryable = "cancelled", True
+        message = "the batch was cancelled before this request ran"
+    elif batch.phase == BatchStatus.FAILED and batch.line_errors:
+        error_type, retryable = "batch_failed", True
+        message = f"the provider rejected the batch because of other lines: {batch.line_errors[0].message}"
+    elif batch.phase == BatchStatus.FAILED:
+        message = batch.error_message or f"the provider batch failed ({batch.error_code or batch.raw_status})"
+        error_type, retryable = classify(batch.error_code, message)
+        if error_type == "unknown":
+            error_type, retryable = "batch_failed", True
+    else:
+        error_type, retryable = "missing_result", True
+        message = "the provider's results left this request out"
+    return BatchResult(
+        id=request_id,
+        error=message,
+        error_type=error_type,
+        retryable=retryable,
+        attempt=batch.attempt,
+        provider_batch_id=batch.provider_batch_id,
+    )
