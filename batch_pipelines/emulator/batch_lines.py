@@ -9,9 +9,18 @@ from typing import Any
 from batch_pipelines.emulator.config import ModelSettings
 from batch_pipelines.emulator.errors import ApiError, new_request_id
 from batch_pipelines.emulator.faults import fault_error
-from batch_pipelines.emulator.model import anthropic_message, openai_chat_completion, openai_embeddings
+from batch_pipelines.emulator.model import (
+    anthropic_message,
+    check_anthropic,
+    check_embeddings,
+    check_openai_chat,
+    openai_chat_completion,
+    openai_embeddings,
+)
 from batch_pipelines.emulator.store import BatchRequest
 
+# Not an injected fault: the request is malformed and the model itself answers 400.
+INVALID_BODY = "invalid_body"
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 
 
@@ -19,6 +28,22 @@ def execute_openai(endpoint: str, body: dict[str, Any], settings: ModelSettings)
     if endpoint == "/v1/embeddings":
         return openai_embeddings(body, settings.chars_per_token, settings.embedding_dimensions)
     return openai_chat_completion(body, settings.chars_per_token, settings.reply_tokens)
+
+
+def request_problem(
+    provider: str, endpoint: str, body: dict[str, Any], settings: ModelSettings
+) -> str | None:
+    """``INVALID_BODY`` when the request will be answered with a 400 by the model, so counts stay honest."""
+    try:
+        if provider == "anthropic":
+            check_anthropic(body)
+        elif endpoint == "/v1/embeddings":
+            check_embeddings(body, settings.embedding_dimensions)
+        else:
+            check_openai_chat(body)
+    except ApiError:
+        return INVALID_BODY
+    return None
 
 
 def openai_line(
@@ -30,7 +55,7 @@ def openai_line(
         error = {"code": "server_error", "message": "The server had an error processing this request."}
         return {"id": line_id, "custom_id": request.custom_id, "response": None, "error": error}
     try:
-        if fault is not None:
+        if fault is not None and fault != INVALID_BODY:
             raise fault_error(fault, "openai", str(request.body.get("model", "the model")))
         status, body = 200, execute_openai(endpoint, request.body, settings)
     except ApiError as failure:
@@ -50,7 +75,7 @@ def openai_expired_line(request: BatchRequest) -> dict[str, Any]:
 
 def anthropic_line(request: BatchRequest, fault: str | None, settings: ModelSettings) -> dict[str, Any]:
     try:
-        if fault is not None:
+        if fault is not None and fault != INVALID_BODY:
             raise fault_error("server_error" if fault == "no_response" else fault, "anthropic")
         message = anthropic_message(request.body, settings.chars_per_token, settings.reply_tokens)
         result: dict[str, Any] = {"type": "succeeded", "message": message}

@@ -25,6 +25,7 @@ from batch_pipelines.emulator.batch_lines import (
     dumps_lines,
     openai_expired_line,
     openai_line,
+    request_problem,
 )
 from batch_pipelines.emulator.config import BATCH_FAULTS, EmulatorConfig
 from batch_pipelines.emulator.runtime import Runtime
@@ -156,18 +157,19 @@ class Lifecycle:
         self.runtime.store.save_batch(batch)
 
     def faults_of(self, batch: BatchRecord) -> list[str | None]:
-        """The fault (or None) of each request, decided once per batch from markers and seeded rates."""
+        """The fault (or None) of each request, decided once per batch: markers, seeded rates, bad bodies."""
         decided = self._faults.get(batch.id)
         if decided is None:
             rates = self.runtime.config.faults.batch_error_rates
+            settings = self.runtime.config.model
             injector = self.runtime.faults
             everything_invalid = batch.provider == "anthropic" and batch.scenario == "fail_validation"
-            decided = [
-                "invalid_request"
-                if everything_invalid
-                else injector.batch_fault(request.text, rates, BATCH_FAULTS)
-                for request in self.requests_of(batch)
-            ]
+            decided = []
+            for request in self.requests_of(batch):
+                fault = "invalid_request" if everything_invalid else None
+                fault = fault or injector.batch_fault(request.text, rates, BATCH_FAULTS)
+                fault = fault or request_problem(batch.provider, batch.endpoint, request.body, settings)
+                decided.append(fault)
             self._faults[batch.id] = decided
         return decided
 

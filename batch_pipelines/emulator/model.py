@@ -121,7 +121,8 @@ def _structured_content(response_format: Any, seed_text: str) -> str | None:
         raise invalid(f"Invalid schema for response_format: {error}", "response_format") from error
 
 
-def openai_chat_completion(body: dict[str, Any], chars_per_token: float, reply_tokens: int) -> dict[str, Any]:
+def check_openai_chat(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], int | None, int]:
+    """The model, messages, output-token cap and choice count of a chat request, or the 400 it gets."""
     model = _require_model(body)
     messages = _require_messages(body)
     max_tokens = _max_tokens(body, "max_completion_tokens", "max_tokens")
@@ -130,6 +131,11 @@ def openai_chat_completion(body: dict[str, Any], chars_per_token: float, reply_t
         raise invalid(
             f"Invalid 'n': expected an integer between 1 and 128, got {choices_wanted!r}.", param="n"
         )
+    return model, messages, max_tokens, choices_wanted
+
+
+def openai_chat_completion(body: dict[str, Any], chars_per_token: float, reply_tokens: int) -> dict[str, Any]:
+    model, messages, max_tokens, choices_wanted = check_openai_chat(body)
     prompt = prompt_text(messages)
     input_tokens = prompt_tokens(messages, chars_per_token)
     structured = _structured_content(body.get("response_format"), prompt)
@@ -202,9 +208,8 @@ def embedding_vector(text: str, model: str, dimensions: int) -> np.ndarray:
     return vector
 
 
-def openai_embeddings(
-    body: dict[str, Any], chars_per_token: float, default_dimensions: int
-) -> dict[str, Any]:
+def check_embeddings(body: dict[str, Any], default_dimensions: int) -> tuple[str, list[str], int, str]:
+    """The model, input texts, dimensions and encoding of an embeddings request, or the 400 it gets."""
     model = _require_model(body)
     texts = embedding_inputs(body)
     dimensions = body.get("dimensions") or _EMBEDDING_DIMENSIONS.get(model, default_dimensions)
@@ -216,6 +221,13 @@ def openai_embeddings(
             f"Invalid value for 'encoding_format': {encoding!r}. Supported values are: 'float' and 'base64'.",
             param="encoding_format",
         )
+    return model, texts, dimensions, encoding
+
+
+def openai_embeddings(
+    body: dict[str, Any], chars_per_token: float, default_dimensions: int
+) -> dict[str, Any]:
+    model, texts, dimensions, encoding = check_embeddings(body, default_dimensions)
     data = []
     for index, text in enumerate(texts):
         vector = embedding_vector(text, model, dimensions)
@@ -233,7 +245,8 @@ def openai_embeddings(
     }
 
 
-def anthropic_message(body: dict[str, Any], chars_per_token: float, reply_tokens: int) -> dict[str, Any]:
+def check_anthropic(body: dict[str, Any]) -> tuple[str, int, list[dict[str, Any]]]:
+    """The model, max_tokens and messages of a Messages request, or the 400 it gets."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "model: Field required")
@@ -243,6 +256,11 @@ def anthropic_message(body: dict[str, Any], chars_per_token: float, reply_tokens
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "messages: at least one message is required")
+    return model, max_tokens, messages
+
+
+def anthropic_message(body: dict[str, Any], chars_per_token: float, reply_tokens: int) -> dict[str, Any]:
+    model, max_tokens, messages = check_anthropic(body)
     system = body.get("system")
     prompt = prompt_text(messages, system)
     structured = None

@@ -294,3 +294,32 @@ def test_an_embeddings_batch_returns_vectors_per_input(client: openai.OpenAI) ->
     vectors = {line["custom_id"]: line["response"]["body"]["data"][0]["embedding"] for line in outputs}
     assert sorted(vectors) == ["doc-0", "doc-1", "doc-2"]
     assert all(len(vector) == 16 for vector in vectors.values())
+
+
+def test_a_malformed_request_body_fails_only_that_request(
+    client: openai.OpenAI, emulator: EmulatorProcess
+) -> None:
+    emulator.configure({"lifecycle": {"in_progress_min_s": 50, "in_progress_max_s": 50}})
+    broken = {
+        "custom_id": "broken",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "gpt-4o-mini"},
+    }
+    lines = [broken] + [chat_line(f"ok{i}", f"q{i}") for i in range(9)]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines), endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    seen = []
+    done = wait_until(
+        lambda: client.batches.retrieve(batch.id),
+        lambda b: (
+            seen.append((b.request_counts.completed, b.request_counts.failed)) or b.status == "completed"
+        ),
+    )
+    assert (done.request_counts.completed, done.request_counts.failed) == (9, 1)
+    assert all(completed <= 9 and failed <= 1 for completed, failed in seen)  # counts never go backwards
+    [error] = parse_jsonl(client.files.content(done.error_file_id).text)
+    assert error["custom_id"] == "broken"
+    assert error["response"]["status_code"] == 400
+    assert error["response"]["body"]["error"]["param"] == "messages"
