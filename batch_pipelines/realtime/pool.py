@@ -1,0 +1,201 @@
+"""The worker pool: ``concurrency`` tasks lease items from the queue, call the provider, and finish them.
+
+Each task leases one item (or one pack's worth with packing), sends it through the ``RealtimeCaller`` and
+then, in one queue transaction, writes the result and acks (success), gives the item back for a later
+attempt (a transient failure that outlived its retries), or dead-letters it (a permanent failure). When
+nothing is leasable the task waits for the queue's next moment (a delayed retry, another worker's lease
+expiring) and stops once no item is open, so several processes can drain one queue together and a run
+started after a crash finishes what the crashed one left.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from batch_pipelines.engine.models import BatchRequest, BatchResult
+from batch_pipelines.providers.realtime import RealtimeProvider
+from batch_pipelines.ratelimit import RateLimiter
+from batch_pipelines.realtime.caller import RealtimeCaller
+from batch_pipelines.realtime.packing import Packing, plan_packs, unpack
+from batch_pipelines.realtime.queue import Lease, QueueCounts, QueueItem, WorkQueue
+
+IDLE_POLL_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeSummary:
+    """What one ``process_realtime`` call did (this process only) and what the queue holds afterwards.
+
+    ``answered``: results written by this run; ``dead_lettered``: items it moved to the dead-letter table;
+    ``requests_sent``: HTTP calls, retries included; ``rate_limited``: 429 answers among them;
+    ``packed_calls``/``fallback_calls``: calls carrying a pack, and single calls for items a pack could not
+    answer. ``queue``: the queue's counts at the end (``queue.open == 0`` when everything is finished).
+    """
+
+    answered: int
+    dead_lettered: int
+    retried_later: int
+    requests_sent: int
+    rate_limited: int
+    retries: int
+    packed_calls: int
+    fallback_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    elapsed_s: float
+    queue: QueueCounts
+
+
+def suggested_concurrency(
+    requests_per_minute: float, expected_latency_s: float, headroom: float = 1.5
+) -> int:
+    """Tasks (and pooled connections) needed to keep ``requests_per_minute`` in flight at this latency."""
+    return max(1, math.ceil(requests_per_minute / 60 * expected_latency_s * headroom))
+
+
+async def process_realtime(
+    requests: Iterable[BatchRequest | QueueItem] | None,
+    *,
+    provider_client: RealtimeProvider,
+    limiter: RateLimiter | None,
+    queue: WorkQueue,
+    concurrency: int = 16,
+    response_schema: dict[str, Any] | None = None,
+    packing: Packing | None = None,
+    max_call_attempts: int = 4,
+    retry_delay_s: float = 5.0,
+    adaptive: bool = True,
+    worker_id: str | None = None,
+) -> RealtimeSummary:
+    """Enqueue ``requests`` (None: only resume what the queue holds) and work until no item is open.
+
+    Items already in the queue (same id) are not added twice, and items with a result are never sent
+    again. Cancel the call to stop early: leases it holds are handed back.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    await queue.initialize()
+    if requests is not None:
+        await queue.enqueue(requests)
+    caller = RealtimeCaller(provider_client, limiter, max_attempts=max_call_attempts, adaptive=adaptive)
+    run = _Run(
+        caller=caller,
+        queue=queue,
+        response_schema=response_schema,
+        packing=packing,
+        retry_delay_s=retry_delay_s,
+        owner=worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+    )
+    started = time.monotonic()
+    async with anyio.create_task_group() as tasks:
+        for _ in range(concurrency):
+            tasks.start_soon(run.work)
+    counters = caller.counters
+    return RealtimeSummary(
+        answered=run.answered,
+        dead_lettered=run.dead_lettered,
+        retried_later=run.retried_later,
+        requests_sent=counters.requests_sent,
+        rate_limited=counters.rate_limited,
+        retries=counters.retries,
+        packed_calls=run.packed_calls,
+        fallback_calls=run.fallback_calls,
+        input_tokens=counters.input_tokens,
+        output_tokens=counters.output_tokens,
+        cost_usd=counters.cost_usd,
+        elapsed_s=time.monotonic() - started,
+        queue=await queue.counts(),
+    )
+
+
+class _Run:
+    def __init__(
+        self,
+        *,
+        caller: RealtimeCaller,
+        queue: WorkQueue,
+        response_schema: dict[str, Any] | None,
+        packing: Packing | None,
+        retry_delay_s: float,
+        owner: str,
+    ) -> None:
+        self.caller = caller
+        self.queue = queue
+        self.response_schema = response_schema
+        self.packing = packing
+        self.retry_delay_s = retry_delay_s
+        self.owner = owner
+        self.answered = 0
+        self.dead_lettered = 0
+        self.retried_later = 0
+        self.packed_calls = 0
+        self.fallback_calls = 0
+
+    async def work(self) -> None:
+        batch = self.packing.items_per_prompt if self.packing is not None else 1
+        while True:
+            leases = await self.queue.lease(self.owner, batch)
+            if not leases:
+                wakeup = await self.queue.next_wakeup()
+                if wakeup is None:
+                    return
+                await anyio.sleep(min(wakeup, IDLE_POLL_S) + 0.01)
+                continue
+            pending = {lease.item_id: lease for lease in leases}
+            try:
+                await self._process(pending)
+            finally:
+                if pending:  # cancelled part-way: hand back what was not finished
+                    with anyio.CancelScope(shield=True):
+                        await self.queue.release(pending.values())
+
+    async def _process(self, pending: dict[str, Lease]) -> None:
+        singles = [lease.request for lease in pending.values()]
+        if self.packing is not None and len(singles) > 1:
+            packs, singles = plan_packs(
+                singles, self.packing, self.response_schema, self.caller.provider.estimate_tokens
+            )
+            for pack in packs:
+                self.packed_calls += 1
+                attempt = max(pending[item.id].attempt for item in pack.items)
+                packed = await self.caller.call(pack.request, pack.schema, attempt=attempt)
+                unpacked = unpack(pack, packed, self.response_schema)
+                for result in unpacked.answered:
+                    result.attempt = pending[result.id].attempt
+                    await self._finish(pending, result)
+                self.fallback_calls += len(unpacked.fallback)
+                for request in unpacked.fallback:
+                    await self._call_one(pending, request)
+        for request in singles:
+            await self._call_one(pending, request)
+
+    async def _call_one(self, pending: dict[str, Lease], request: BatchRequest) -> None:
+        lease = pending[request.id]
+        result = await self.caller.call(request, self.response_schema, attempt=lease.attempt)
+        await self._finish(pending, result)
+
+    async def _finish(self, pending: dict[str, Lease], result: BatchResult) -> None:
+        lease = pending[result.id]
+        with anyio.CancelScope(shield=True):  # a result that was paid for must reach the queue
+            if result.error is None:
+                await self.queue.complete(lease, result)
+                self.answered += 1
+            elif result.retryable:
+                if await self.queue.retry_later(lease, result, self.retry_delay_s):
+                    self.dead_lettered += 1
+                else:
+                    self.retried_later += 1
+            else:
+                await self.queue.dead_letter(lease, result)
+                self.dead_lettered += 1
+        del pending[result.id]
