@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -193,3 +194,22 @@ def test_overloaded_is_529(emulator: EmulatorProcess) -> None:
         )
     assert raised.value.status_code == 529
     assert raised.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+
+
+def test_a_restarted_emulator_still_finishes_message_batches(tmp_path: Path) -> None:
+    with EmulatorProcess(time_scale=0.05, state_dir=tmp_path) as emulator:
+        emulator.configure({"lifecycle": {"in_progress_min_s": 40, "in_progress_max_s": 40}})
+        client = anthropic.Anthropic(base_url=emulator.anthropic_base_url, api_key="k", max_retries=0)
+        created = client.messages.batches.create(
+            requests=[
+                batch_request(f"r{i}", f"q{i} [[emulator:invalid_request]]" if i == 0 else f"q{i}")
+                for i in range(4)
+            ]  # type: ignore[misc]
+        )
+        emulator.kill()
+        emulator.start()
+        client = anthropic.Anthropic(base_url=emulator.anthropic_base_url, api_key="k", max_retries=0)
+        ended = wait_ended(client, created.id)
+        assert (ended.request_counts.succeeded, ended.request_counts.errored) == (3, 1)
+        results = {item.custom_id: item.result.type for item in client.messages.batches.results(created.id)}
+        assert results == {"r0": "errored", "r1": "succeeded", "r2": "succeeded", "r3": "succeeded"}
