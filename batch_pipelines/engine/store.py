@@ -7,7 +7,6 @@ so collecting the same results twice stores nothing twice.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,101 +22,27 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from batch_pipelines.engine.errors import JobNotFoundError
-from batch_pipelines.engine.models import BatchJob, BatchResult, BatchStatus
-from batch_pipelines.engine.pricing import ModelPrice, job_cost
+from batch_pipelines.engine.models import BatchJob, BatchResult
+from batch_pipelines.engine.pricing import job_cost
 from batch_pipelines.engine.records import BatchRecord, JobRecord, ResultCounts
 from batch_pipelines.engine.status import progress, summarize
-from batch_pipelines.providers.base import LineError
+from batch_pipelines.engine.tables import (
+    RESULT_COLUMNS,
+    batch_from_row,
+    batch_row,
+    batches,
+    job_from_row,
+    job_row,
+    jobs,
+    metadata,
+    requests,
+    result_from_row,
+    result_row,
+    results,
+)
 
 T = TypeVar("T")
 PAGE = 2000
-OPEN_STATUSES = (BatchStatus.PENDING.value, BatchStatus.PROCESSING.value)
-
-_meta = sa.MetaData()
-
-jobs = sa.Table(
-    "bp_jobs",
-    _meta,
-    sa.Column("id", sa.String(200), primary_key=True),
-    sa.Column("provider", sa.String(50), nullable=False),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("detail", sa.Text, nullable=False),
-    sa.Column("open", sa.Boolean, nullable=False),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("prepared", sa.Boolean, nullable=False),
-    sa.Column("cancel_requested", sa.Boolean, nullable=False),
-    sa.Column("total", sa.Integer, nullable=False),
-    sa.Column("estimated_usd", sa.Float),
-    sa.Column("price_input", sa.Float),
-    sa.Column("price_output", sa.Float),
-    sa.Column("price_discount", sa.Float),
-    sa.Column("metadata", sa.Text, nullable=False),
-    sa.Column("response_schema", sa.Text),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("finished_at", sa.Float),
-)
-
-batches = sa.Table(
-    "bp_provider_batches",
-    _meta,
-    sa.Column("job_id", sa.String(200), primary_key=True),
-    sa.Column("attempt", sa.Integer, primary_key=True),
-    sa.Column("chunk", sa.Integer, primary_key=True),
-    sa.Column("provider_batch_id", sa.String(200)),
-    sa.Column("raw_status", sa.String(40), nullable=False),
-    sa.Column("phase", sa.String(20), nullable=False),
-    sa.Column("detail", sa.Text, nullable=False),
-    sa.Column("ended", sa.Boolean, nullable=False),
-    sa.Column("request_count", sa.Integer, nullable=False),
-    sa.Column("byte_count", sa.BigInteger, nullable=False),
-    sa.Column("est_tokens", sa.BigInteger, nullable=False),
-    sa.Column("completed", sa.Integer, nullable=False),
-    sa.Column("failed", sa.Integer, nullable=False),
-    sa.Column("input_tokens", sa.BigInteger, nullable=False),
-    sa.Column("output_tokens", sa.BigInteger, nullable=False),
-    sa.Column("error_code", sa.String(100)),
-    sa.Column("error_message", sa.Text),
-    sa.Column("line_errors", sa.Text),
-    sa.Column("collected", sa.Boolean, nullable=False),
-    sa.Column("recorded_at", sa.Float, nullable=False),
-    sa.Column("launch_started_at", sa.Float),
-)
-
-requests = sa.Table(
-    "bp_requests",
-    _meta,
-    sa.Column("job_id", sa.String(200), primary_key=True),
-    sa.Column("request_id", sa.String(200), primary_key=True),
-    sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("chunk", sa.Integer, nullable=False),
-    sa.Column("line", sa.Integer, nullable=False),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Index("bp_requests_by_chunk", "job_id", "attempt", "chunk", "line"),
-    sa.Index("bp_requests_by_seq", "job_id", "seq"),
-)
-
-results = sa.Table(
-    "bp_results",
-    _meta,
-    sa.Column("job_id", sa.String(200), primary_key=True),
-    sa.Column("request_id", sa.String(200), primary_key=True),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("provider_batch_id", sa.String(200)),
-    sa.Column("response", sa.Text),
-    sa.Column("error", sa.Text),
-    sa.Column("error_type", sa.String(50)),
-    sa.Column("retryable", sa.Boolean, nullable=False),
-    sa.Column("input_tokens", sa.Integer, nullable=False),
-    sa.Column("output_tokens", sa.Integer, nullable=False),
-    sa.Column("cost_usd", sa.Float),
-    sa.Column("parsed", sa.Text),
-    sa.Column("embedding", sa.Text),
-)
-
-_RESULT_UPDATE = [c.name for c in results.columns if c.name not in ("job_id", "request_id")]
 
 
 class BatchStore:
@@ -153,7 +78,7 @@ class BatchStore:
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(self.url, pool_pre_ping=True)
-        _meta.create_all(engine)
+        metadata.create_all(engine)
         self._engine = engine
 
     async def close(self) -> None:
@@ -182,9 +107,9 @@ class BatchStore:
         await self._run(self._save_job, job)
 
     def _save_job(self, job: JobRecord) -> None:
-        row = _job_row(job)
+        row = job_row(job)
         with self._begin() as conn:
-            conn.execute(_upsert(conn, jobs, ["id"], [k for k in row if k != "id"]), [row])
+            conn.execute(upsert_statement(conn, jobs, ["id"], [k for k in row if k != "id"]), [row])
 
     async def get_job_record(self, job_id: str) -> JobRecord | None:
         return await self._run(self._get_job_record, job_id)
@@ -192,7 +117,7 @@ class BatchStore:
     def _get_job_record(self, job_id: str) -> JobRecord | None:
         with self._begin() as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        return None if row is None else _job_from_row(row)
+        return None if row is None else job_from_row(row)
 
     async def update_job(self, job_id: str, **values: Any) -> None:
         await self._run(self._update, jobs, [jobs.c.id == job_id], values)
@@ -247,7 +172,7 @@ class BatchStore:
         if not records:
             return
         with self._begin() as conn:
-            conn.execute(sa.insert(batches), [_batch_row(r) for r in records])
+            conn.execute(sa.insert(batches), [batch_row(r) for r in records])
 
     async def get_batches(self, job_id: str) -> list[BatchRecord]:
         return await self._run(self._batches, job_id)
@@ -257,10 +182,10 @@ class BatchStore:
             sa.select(batches).where(batches.c.job_id == job_id).order_by(batches.c.attempt, batches.c.chunk)
         )
         with self._begin() as conn:
-            return [_batch_from_row(row) for row in conn.execute(query).mappings()]
+            return [batch_from_row(row) for row in conn.execute(query).mappings()]
 
     async def save_batch(self, record: BatchRecord) -> None:
-        row = _batch_row(record)
+        row = batch_row(record)
         keys = [
             batches.c.job_id == record.job_id,
             batches.c.attempt == record.attempt,
@@ -428,9 +353,9 @@ class BatchStore:
     def _upsert_results(self, job_id: str, items: Sequence[BatchResult]) -> None:
         if not items:
             return
-        rows = [_result_row(job_id, item) for item in items]
+        rows = [result_row(job_id, item) for item in items]
         with self._begin() as conn:
-            conn.execute(_upsert(conn, results, ["job_id", "request_id"], _RESULT_UPDATE), rows)
+            conn.execute(upsert_statement(conn, results, ["job_id", "request_id"], RESULT_COLUMNS), rows)
 
     async def start_attempt(self, job_id: str, attempt: int, records: Sequence[BatchRecord]) -> None:
         """In one transaction: record the new attempt's batches, drop results being redone, bump the job."""
@@ -441,7 +366,7 @@ class BatchStore:
             requests.c.job_id == job_id, requests.c.attempt == attempt
         )
         with self._begin() as conn:
-            conn.execute(sa.insert(batches), [_batch_row(r) for r in records])
+            conn.execute(sa.insert(batches), [batch_row(r) for r in records])
             conn.execute(
                 sa.delete(results).where(results.c.job_id == job_id, results.c.request_id.in_(moved))
             )
@@ -454,7 +379,7 @@ class BatchStore:
     def result_pages(self, job_id: str) -> Iterator[list[tuple[str, BatchResult | None]]]:
         """Pages of (request id, stored result or None), one per request, in submission order."""
         last = -1
-        columns = [requests.c.seq, requests.c.request_id, *[results.c[name] for name in _RESULT_UPDATE]]
+        columns = [requests.c.seq, requests.c.request_id, *[results.c[name] for name in RESULT_COLUMNS]]
         while True:
             query = (
                 sa.select(*columns)
@@ -468,7 +393,7 @@ class BatchStore:
             if not rows:
                 return
             last = rows[-1]["seq"]
-            yield [(row["request_id"], _result_from_row(row)) for row in rows]
+            yield [(row["request_id"], result_from_row(row)) for row in rows]
 
     async def result_counts(self, job_id: str) -> ResultCounts:
         return await self._run(self._result_counts, job_id)
@@ -541,7 +466,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _upsert(conn: Connection, table: sa.Table, keys: list[str], update: Iterable[str]) -> Any:
+def upsert_statement(conn: Connection, table: sa.Table, keys: list[str], update: Iterable[str]) -> Any:
     """An insert that updates ``update`` columns when the ``keys`` already exist (execute with rows)."""
     dialect = conn.dialect.name
     if dialect == "sqlite":
@@ -555,143 +480,3 @@ def _upsert(conn: Connection, table: sa.Table, keys: list[str], update: Iterable
             index_elements=keys, set_={c: pg_stmt.excluded[c] for c in update}
         )
     raise NotImplementedError(f"BatchStore supports SQLite and PostgreSQL, not {dialect}")
-
-
-def _job_row(job: JobRecord) -> dict[str, Any]:
-    price = job.price
-    return {
-        "id": job.id,
-        "provider": job.provider,
-        "model": job.model,
-        "kind": job.kind,
-        "status": job.status.value,
-        "detail": job.detail,
-        "open": job.status.value in OPEN_STATUSES or job.detail == "cancelling",
-        "attempt": job.attempt,
-        "prepared": job.prepared,
-        "cancel_requested": job.cancel_requested,
-        "total": job.total,
-        "estimated_usd": job.estimated_usd,
-        "price_input": price.input_per_million if price else None,
-        "price_output": price.output_per_million if price else None,
-        "price_discount": price.batch_discount if price else None,
-        "metadata": json.dumps(job.metadata),
-        "response_schema": json.dumps(job.response_schema) if job.response_schema is not None else None,
-        "created_at": job.created_at,
-        "finished_at": job.finished_at,
-    }
-
-
-def _job_from_row(row: Any) -> JobRecord:
-    price = (
-        ModelPrice(row["price_input"], row["price_output"], row["price_discount"])
-        if row["price_input"] is not None
-        else None
-    )
-    return JobRecord(
-        id=row["id"],
-        provider=row["provider"],
-        model=row["model"],
-        kind=row["kind"],
-        created_at=row["created_at"],
-        attempt=row["attempt"],
-        prepared=bool(row["prepared"]),
-        cancel_requested=bool(row["cancel_requested"]),
-        total=row["total"],
-        estimated_usd=row["estimated_usd"],
-        price=price,
-        metadata=json.loads(row["metadata"]),
-        response_schema=json.loads(row["response_schema"]) if row["response_schema"] else None,
-        status=BatchStatus(row["status"]),
-        detail=row["detail"],
-        finished_at=row["finished_at"],
-    )
-
-
-def _batch_row(record: BatchRecord) -> dict[str, Any]:
-    return {
-        "job_id": record.job_id,
-        "attempt": record.attempt,
-        "chunk": record.chunk,
-        "provider_batch_id": record.provider_batch_id,
-        "raw_status": record.raw_status,
-        "phase": record.phase.value,
-        "detail": record.detail,
-        "ended": record.ended,
-        "request_count": record.request_count,
-        "byte_count": record.byte_count,
-        "est_tokens": record.est_tokens,
-        "completed": record.completed,
-        "failed": record.failed,
-        "input_tokens": record.input_tokens,
-        "output_tokens": record.output_tokens,
-        "error_code": record.error_code,
-        "error_message": record.error_message,
-        "line_errors": json.dumps([[e.line, e.code, e.message] for e in record.line_errors]),
-        "collected": record.collected,
-        "recorded_at": record.recorded_at,
-        "launch_started_at": record.launch_started_at,
-    }
-
-
-def _batch_from_row(row: Any) -> BatchRecord:
-    return BatchRecord(
-        job_id=row["job_id"],
-        attempt=row["attempt"],
-        chunk=row["chunk"],
-        request_count=row["request_count"],
-        byte_count=row["byte_count"],
-        est_tokens=row["est_tokens"],
-        recorded_at=row["recorded_at"],
-        provider_batch_id=row["provider_batch_id"],
-        raw_status=row["raw_status"],
-        phase=BatchStatus(row["phase"]),
-        detail=row["detail"],
-        ended=bool(row["ended"]),
-        completed=row["completed"],
-        failed=row["failed"],
-        input_tokens=row["input_tokens"],
-        output_tokens=row["output_tokens"],
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        line_errors=[LineError(*e) for e in json.loads(row["line_errors"] or "[]")],
-        collected=bool(row["collected"]),
-        launch_started_at=row["launch_started_at"],
-    )
-
-
-def _result_row(job_id: str, item: BatchResult) -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "request_id": item.id,
-        "attempt": item.attempt,
-        "provider_batch_id": item.provider_batch_id,
-        "response": item.response,
-        "error": item.error,
-        "error_type": item.error_type,
-        "retryable": item.retryable,
-        "input_tokens": item.input_tokens,
-        "output_tokens": item.output_tokens,
-        "cost_usd": item.cost_usd,
-        "parsed": json.dumps(item.parsed) if item.parsed is not None else None,
-        "embedding": json.dumps(item.embedding) if item.embedding is not None else None,
-    }
-
-
-def _result_from_row(row: Any) -> BatchResult | None:
-    if row["attempt"] is None:
-        return None
-    return BatchResult(
-        id=row["request_id"],
-        response=row["response"],
-        error=row["error"],
-        error_type=row["error_type"],
-        retryable=bool(row["retryable"]),
-        input_tokens=row["input_tokens"],
-        output_tokens=row["output_tokens"],
-        cost_usd=row["cost_usd"],
-        parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
-        embedding=json.loads(row["embedding"]) if row["embedding"] is not None else None,
-        attempt=row["attempt"],
-        provider_batch_id=row["provider_batch_id"],
-    )

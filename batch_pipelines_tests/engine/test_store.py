@@ -127,17 +127,18 @@ def test_postgresql_schema_and_upsert_compile() -> None:
     import sqlalchemy as sa
     from sqlalchemy.dialects import postgresql
 
-    from batch_pipelines.engine import store as store_module
+    from batch_pipelines.engine import tables
+    from batch_pipelines.engine.store import upsert_statement
 
     ddl: list[str] = []
     engine = sa.create_mock_engine(
         "postgresql://", lambda sql, *_, **__: ddl.append(str(sql.compile(dialect=engine.dialect)))
     )
-    store_module._meta.create_all(engine, checkfirst=False)
+    tables.metadata.create_all(engine, checkfirst=False)
     assert any("CREATE TABLE bp_results" in statement for statement in ddl)
 
     class _Conn:
         dialect = postgresql.dialect()
 
-    upsert = store_module._upsert(_Conn(), store_module.results, ["job_id", "request_id"], ["response"])  # type: ignore[arg-type]
+    upsert = upsert_statement(_Conn(), tables.results, ["job_id", "request_id"], ["response"])  # type: ignore[arg-type]
     assert "ON CONFLICT (job_id, request_id) DO UPDATE" in str(upsert.compile(dialect=postgresql.dialect()))

@@ -1,0 +1,242 @@
+"""How the BatchStore lays jobs, provider batches, requests and results out in SQL, and the mapping
+between those rows and the engine's records."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from batch_pipelines.engine.models import BatchResult, BatchStatus
+from batch_pipelines.engine.pricing import ModelPrice
+from batch_pipelines.engine.records import BatchRecord, JobRecord
+from batch_pipelines.providers.base import LineError
+
+OPEN_STATUSES = (BatchStatus.PENDING.value, BatchStatus.PROCESSING.value)
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "bp_jobs",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("provider", sa.String(50), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("open", sa.Boolean, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("prepared", sa.Boolean, nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("estimated_usd", sa.Float),
+    sa.Column("price_input", sa.Float),
+    sa.Column("price_output", sa.Float),
+    sa.Column("price_discount", sa.Float),
+    sa.Column("metadata", sa.Text, nullable=False),
+    sa.Column("response_schema", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+)
+
+batches = sa.Table(
+    "bp_provider_batches",
+    metadata,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("chunk", sa.Integer, primary_key=True),
+    sa.Column("provider_batch_id", sa.String(200)),
+    sa.Column("raw_status", sa.String(40), nullable=False),
+    sa.Column("phase", sa.String(20), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("ended", sa.Boolean, nullable=False),
+    sa.Column("request_count", sa.Integer, nullable=False),
+    sa.Column("byte_count", sa.BigInteger, nullable=False),
+    sa.Column("est_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completed", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("error_code", sa.String(100)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("line_errors", sa.Text),
+    sa.Column("collected", sa.Boolean, nullable=False),
+    sa.Column("recorded_at", sa.Float, nullable=False),
+    sa.Column("launch_started_at", sa.Float),
+)
+
+requests = sa.Table(
+    "bp_requests",
+    metadata,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("request_id", sa.String(200), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("chunk", sa.Integer, nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Index("bp_requests_by_chunk", "job_id", "attempt", "chunk", "line"),
+    sa.Index("bp_requests_by_seq", "job_id", "seq"),
+)
+
+results = sa.Table(
+    "bp_results",
+    metadata,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("request_id", sa.String(200), primary_key=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("provider_batch_id", sa.String(200)),
+    sa.Column("response", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("error_type", sa.String(50)),
+    sa.Column("retryable", sa.Boolean, nullable=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("cost_usd", sa.Float),
+    sa.Column("parsed", sa.Text),
+    sa.Column("embedding", sa.Text),
+)
+
+RESULT_COLUMNS = [c.name for c in results.columns if c.name not in ("job_id", "request_id")]
+
+
+def job_row(job: JobRecord) -> dict[str, Any]:
+    price = job.price
+    return {
+        "id": job.id,
+        "provider": job.provider,
+        "model": job.model,
+        "kind": job.kind,
+        "status": job.status.value,
+        "detail": job.detail,
+        "open": job.status.value in OPEN_STATUSES or job.detail == "cancelling",
+        "attempt": job.attempt,
+        "prepared": job.prepared,
+        "cancel_requested": job.cancel_requested,
+        "total": job.total,
+        "estimated_usd": job.estimated_usd,
+        "price_input": price.input_per_million if price else None,
+        "price_output": price.output_per_million if price else None,
+        "price_discount": price.batch_discount if price else None,
+        "metadata": json.dumps(job.metadata),
+        "response_schema": json.dumps(job.response_schema) if job.response_schema is not None else None,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def job_from_row(row: Any) -> JobRecord:
+    price = (
+        ModelPrice(row["price_input"], row["price_output"], row["price_discount"])
+        if row["price_input"] is not None
+        else None
+    )
+    return JobRecord(
+        id=row["id"],
+        provider=row["provider"],
+        model=row["model"],
+        kind=row["kind"],
+        created_at=row["created_at"],
+        attempt=row["attempt"],
+        prepared=bool(row["prepared"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        total=row["total"],
+        estimated_usd=row["estimated_usd"],
+        price=price,
+        metadata=json.loads(row["metadata"]),
+        response_schema=json.loads(row["response_schema"]) if row["response_schema"] else None,
+        status=BatchStatus(row["status"]),
+        detail=row["detail"],
+        finished_at=row["finished_at"],
+    )
+
+
+def batch_row(record: BatchRecord) -> dict[str, Any]:
+    return {
+        "job_id": record.job_id,
+        "attempt": record.attempt,
+        "chunk": record.chunk,
+        "provider_batch_id": record.provider_batch_id,
+        "raw_status": record.raw_status,
+        "phase": record.phase.value,
+        "detail": record.detail,
+        "ended": record.ended,
+        "request_count": record.request_count,
+        "byte_count": record.byte_count,
+        "est_tokens": record.est_tokens,
+        "completed": record.completed,
+        "failed": record.failed,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "error_code": record.error_code,
+        "error_message": record.error_message,
+        "line_errors": json.dumps([[e.line, e.code, e.message] for e in record.line_errors]),
+        "collected": record.collected,
+        "recorded_at": record.recorded_at,
+        "launch_started_at": record.launch_started_at,
+    }
+
+
+def batch_from_row(row: Any) -> BatchRecord:
+    return BatchRecord(
+        job_id=row["job_id"],
+        attempt=row["attempt"],
+        chunk=row["chunk"],
+        request_count=row["request_count"],
+        byte_count=row["byte_count"],
+        est_tokens=row["est_tokens"],
+        recorded_at=row["recorded_at"],
+        provider_batch_id=row["provider_batch_id"],
+        raw_status=row["raw_status"],
+        phase=BatchStatus(row["phase"]),
+        detail=row["detail"],
+        ended=bool(row["ended"]),
+        completed=row["completed"],
+        failed=row["failed"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        line_errors=[LineError(*e) for e in json.loads(row["line_errors"] or "[]")],
+        collected=bool(row["collected"]),
+        launch_started_at=row["launch_started_at"],
+    )
+
+
+def result_row(job_id: str, item: BatchResult) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "request_id": item.id,
+        "attempt": item.attempt,
+        "provider_batch_id": item.provider_batch_id,
+        "response": item.response,
+        "error": item.error,
+        "error_type": item.error_type,
+        "retryable": item.retryable,
+        "input_tokens": item.input_tokens,
+        "output_tokens": item.output_tokens,
+        "cost_usd": item.cost_usd,
+        "parsed": json.dumps(item.parsed) if item.parsed is not None else None,
+        "embedding": json.dumps(item.embedding) if item.embedding is not None else None,
+    }
+
+
+def result_from_row(row: Any) -> BatchResult | None:
+    if row["attempt"] is None:
+        return None
+    return BatchResult(
+        id=row["request_id"],
+        response=row["response"],
+        error=row["error"],
+        error_type=row["error_type"],
+        retryable=bool(row["retryable"]),
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        cost_usd=row["cost_usd"],
+        parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
+        embedding=json.loads(row["embedding"]) if row["embedding"] is not None else None,
+        attempt=row["attempt"],
+        provider_batch_id=row["provider_batch_id"],
+    )
