@@ -29,6 +29,9 @@ class FileRoutes:
         limit = self.runtime.config.limits.openai_max_file_bytes
         declared = int(request.headers.get("content-length") or 0)
         if declared > limit + UPLOAD_OVERHEAD_BYTES:
+            # Read the body away before answering: a client still sending would see a broken pipe, not a 413.
+            async for _ in request.stream():
+                pass
             raise _too_large(limit)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise invalid("The request must be multipart/form-data with 'file' and 'purpose' fields.", "file")
