@@ -1,18 +1,23 @@
 """The completion sensor: refreshes a bounded page of a pipeline's open jobs each tick, reports their
 progress as asset observations, and requests the results run of every job that has ended.
 
-The cursor is the last job id of the page, so 1,000 open jobs are covered a page at a time, each tick far
+The cursor remembers where the page stopped, so 1,000 open jobs are covered a page at a time, each tick far
 inside the sensor timeout. A run_key names the job, its provider batches and its attempt: Dagster never
 launches the same key twice, and a resubmitted attempt gets a new key.
+
+A job can also end outside a tick that sees it change (another process refreshed it, or a tick failed after
+refreshing), so each tick also sweeps one page of the pipeline's ended jobs and requests their results
+runs again; Dagster drops the keys it has already launched.
 """
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from batch_pipelines.components.engine_session import open_engine, page_open_jobs
+from batch_pipelines.components.engine_session import open_engine, page_jobs
 from batch_pipelines.components.policies import JOB_ID_TAG, partition_tags
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.engine.models import BatchJob
@@ -20,13 +25,42 @@ from batch_pipelines.pipeline.spec import PipelineSpec
 
 
 @dataclass(frozen=True)
+class SensorCursor:
+    open_after: str | None = None
+    sweep_after: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> "SensorCursor":
+        try:
+            data = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        return cls(open_after=data.get("open_after"), sweep_after=data.get("sweep_after"))
+
+    def serialize(self) -> str:
+        return json.dumps({"open_after": self.open_after, "sweep_after": self.sweep_after})
+
+
+@dataclass(frozen=True)
 class TickOutcome:
     refreshed: list[BatchJob]
-    next_cursor: str | None
+    swept: list[BatchJob]
+    cursor: SensorCursor
 
 
 def completion_run_key(job: BatchJob) -> str:
     return f"{job.id}:{','.join(job.provider_batch_ids)}:{job.attempt}"
+
+
+def results_run_request(spec: PipelineSpec, job: BatchJob) -> dg.RunRequest:
+    partition_key = job.metadata["partition_key"]
+    return dg.RunRequest(
+        run_key=completion_run_key(job),
+        partition_key=partition_key,
+        tags={JOB_ID_TAG: job.id, **partition_tags(spec.name, partition_key)},
+    )
 
 
 def progress_observation(asset_key: dg.AssetKey, job: BatchJob) -> dg.AssetObservation:
@@ -67,30 +101,24 @@ def build_completion_sensor(
     def completion_sensor(
         context: dg.SensorEvaluationContext, batch_engine: BatchEngineResource
     ) -> dg.SensorResult:
+        cursor = SensorCursor.parse(context.cursor)
+        limit = batch_engine.sensor_page_size
+
         async def tick() -> TickOutcome:
             async with open_engine(batch_engine, spec) as engine:
-                page, next_cursor = await page_open_jobs(
-                    engine.store, spec, after=context.cursor or None, limit=batch_engine.sensor_page_size
-                )
+                page, open_after = await page_jobs(engine.store, spec, after=cursor.open_after, limit=limit)
                 refreshed = [await engine.manager.refresh(job.id) for job in page]
-                return TickOutcome(refreshed=refreshed, next_cursor=next_cursor)
+                swept, sweep_after = await page_jobs(
+                    engine.store, spec, after=cursor.sweep_after, limit=limit, open_only=False
+                )
+                return TickOutcome(refreshed, swept, SensorCursor(open_after, sweep_after))
 
         outcome = asyncio.run(tick())
-        run_requests = []
-        for job in outcome.refreshed:
-            if job.status.is_terminal:
-                partition_key = job.metadata["partition_key"]
-                run_requests.append(
-                    dg.RunRequest(
-                        run_key=completion_run_key(job),
-                        partition_key=partition_key,
-                        tags={JOB_ID_TAG: job.id, **partition_tags(spec.name, partition_key)},
-                    )
-                )
+        ended = {job.id: job for job in [*outcome.swept, *outcome.refreshed] if job.status.is_terminal}
         return dg.SensorResult(
-            run_requests=run_requests,
+            run_requests=[results_run_request(spec, job) for job in ended.values()],
             asset_events=[progress_observation(results_key, job) for job in outcome.refreshed],
-            cursor=outcome.next_cursor or "",
+            cursor=outcome.cursor.serialize(),
         )
 
     return completion_sensor

@@ -43,12 +43,12 @@ async def open_engine(resource: BatchEngineResource, spec: PipelineSpec) -> Asyn
         await store.close()
 
 
-async def page_open_jobs(
-    store: BatchStore, spec: PipelineSpec, *, after: str | None, limit: int
+async def page_jobs(
+    store: BatchStore, spec: PipelineSpec, *, after: str | None, limit: int, open_only: bool = True
 ) -> tuple[list[BatchJob], str | None]:
-    """Up to `limit` open jobs of this pipeline after the cursor, and the next cursor (None: start over)."""
+    """Up to `limit` (open) jobs of this pipeline after the cursor, and the next cursor (None: start over)."""
     prefix = job_id_prefix(spec)
-    page = await store.list_jobs(open_only=True, after=after or prefix, limit=limit)
+    page = await store.list_jobs(open_only=open_only, after=after or prefix, limit=limit)
     mine = [job for job in page if job.id.startswith(prefix)]
     more = len(page) == limit and len(mine) == len(page)
     return mine, (mine[-1].id if more and mine else None)

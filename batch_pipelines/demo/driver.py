@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from batch_pipelines.components.engine_session import open_engine, page_open_jobs
+from batch_pipelines.components.engine_session import open_engine, page_jobs
 from batch_pipelines.components.factory import build_pipeline_defs, results_job_name, submit_job_name
 from batch_pipelines.components.policies import partition_tags
 from batch_pipelines.components.resources import BatchEngineResource
@@ -96,12 +96,13 @@ class PipelineDriver:
         deadline = time.monotonic() + timeout_s
         launched = 0
         while True:
-            result = self.tick()
-            for request in result.run_requests or []:
+            launched_now = 0
+            for request in self.tick().run_requests or []:
                 if self.launch(request) is not None:
-                    launched += 1
+                    launched_now += 1
                     self.log(f"  collected {request.partition_key} ({request.run_key})")
-            if not self.open_jobs() and self.cursor is None:
+            launched += launched_now
+            if not launched_now and not self.open_jobs():
                 return launched
             if time.monotonic() > deadline:
                 raise PipelineDidNotFinishError(
@@ -112,7 +113,7 @@ class PipelineDriver:
     def open_jobs(self) -> int:
         async def count() -> int:
             async with open_engine(self.batch_engine, self.spec) as engine:
-                jobs, _ = await page_open_jobs(engine.store, self.spec, after=None, limit=10_000)
+                jobs, _ = await page_jobs(engine.store, self.spec, after=None, limit=10_000)
                 return len(jobs)
 
         return asyncio.run(count())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ class PipelineHarness:
     engine: BatchEngineResource
     instance: dg.DagsterInstance
     workdir: Path
+    launched_run_keys: set[str] = field(default_factory=set)
 
     @property
     def defs(self) -> dg.Definitions:
@@ -94,8 +95,14 @@ class PipelineHarness:
         assert isinstance(result, dg.SensorResult)
         return result
 
+    def new_run_requests(self, result: dg.SensorResult) -> list[dg.RunRequest]:
+        """The requests the daemon would launch: those whose run key was never launched."""
+        return [
+            request for request in result.run_requests or [] if request.run_key not in self.launched_run_keys
+        ]
+
     def wait_for_run_requests(self, count: int = 1, timeout_s: float = 60) -> list[dg.RunRequest]:
-        """Tick (as the daemon would) until the sensor has asked for `count` runs."""
+        """Tick (as the daemon would) until the sensor has asked for `count` new runs."""
         deadline = time.monotonic() + timeout_s
         requests: list[dg.RunRequest] = []
         cursor: str | None = None
@@ -103,11 +110,16 @@ class PipelineHarness:
             assert time.monotonic() < deadline, f"sensor asked for {len(requests)} of {count} runs in time"
             result = self.tick(cursor)
             cursor = result.cursor or None
-            requests.extend(result.run_requests or [])
+            seen = {request.run_key for request in requests}
+            requests.extend(
+                request for request in self.new_run_requests(result) if request.run_key not in seen
+            )
             time.sleep(0.05)
         return requests
 
     def collect(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        assert request.run_key is not None
+        self.launched_run_keys.add(request.run_key)
         return dg.materialize(
             [self.asset("results")],
             partition_key=request.partition_key,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import dagster as dg
 
 from batch_pipelines.components import BatchEngineResource, DuckDBResource
+from batch_pipelines.components.engine_session import open_engine, page_jobs
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines_tests.components.conftest import ROWS_PER_DAY, PipelineHarness
 
@@ -69,7 +72,7 @@ def test_resubmitting_an_answered_partition_sends_nothing(harness: PipelineHarne
     metadata = materialization_metadata(again, SUBMISSION)
     assert metadata["items_submitted"] == 0
     assert metadata["items_already_answered"] == ROWS_PER_DAY
-    assert harness.tick().run_requests == []
+    assert harness.new_run_requests(harness.tick()) == []
 
 
 def test_sensor_reports_progress_as_numeric_observations(harness: PipelineHarness) -> None:
@@ -96,7 +99,7 @@ def test_sensor_pages_open_jobs_with_a_cursor(harness: PipelineHarness) -> None:
     cursor: str | None = None
     for _ in range(3):
         result = harness.tick(cursor)
-        assert len(result.asset_events) + len(result.run_requests or []) <= 2
+        assert len(result.asset_events) <= 1
         seen.extend(str(event.partition) for event in result.asset_events)
         cursor = result.cursor or None
     assert sorted(set(seen)) == ["2026-11-01", "2026-11-02", "2026-11-03"]
@@ -141,3 +144,22 @@ def test_permanent_failures_become_dead_letters_and_are_not_resent(
     again = materialization_metadata(harness.submit("2026-11-01"), SUBMISSION)
     assert again["items_submitted"] == 0
     assert again["items_failed_for_good"] == dead.height
+
+
+def test_a_job_that_ended_outside_the_sensor_is_still_collected(harness: PipelineHarness) -> None:
+    harness.submit("2026-11-02")
+
+    async def refresh_until_ended() -> str:
+        async with open_engine(harness.engine, harness.spec) as engine:
+            [job], _ = await page_jobs(engine.store, harness.spec, after=None, limit=10)
+            deadline = time.monotonic() + 60
+            while not (job := await engine.manager.refresh(job.id)).status.is_terminal:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            return job.id
+
+    job_id = asyncio.run(refresh_until_ended())  # as another client (e.g. a status command) would
+    [request] = harness.new_run_requests(harness.tick())
+    assert str(request.run_key).startswith(f"{job_id}:")
+    assert harness.collect(request).success
+    assert harness.results("2026-11-02").height == ROWS_PER_DAY
