@@ -72,6 +72,7 @@ class Lifecycle:
 class Limits:
     openai_max_requests: int = 50_000
     openai_max_file_bytes: int = 200 * 1024 * 1024
+    openai_max_embedding_inputs: int = 50_000
     openai_enqueued_tokens: int = 2_000_000
     openai_enqueued_tokens_by_model: dict[str, int] = field(default_factory=dict)
     anthropic_max_requests: int = 100_000

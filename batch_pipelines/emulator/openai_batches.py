@@ -30,6 +30,7 @@ class InputCheck:
         self.errors: list[dict[str, Any]] = []
         self.model: str | None = None
         self.tokens = 0
+        self.embedding_inputs = 0
         self._seen: dict[str, int] = {}
         lines = content.decode("utf-8", errors="replace").splitlines()
         for number, line in enumerate(lines, start=1):
@@ -106,6 +107,9 @@ class InputCheck:
             self._error("mismatched_model", number, message, "body.model")
             return
         self.tokens += _input_tokens(endpoint, body, chars_per_token)
+        if endpoint == "/v1/embeddings":
+            raw_input = body.get("input")
+            self.embedding_inputs += len(raw_input) if isinstance(raw_input, list) else 1
         self.requests.append(BatchRequest(custom_id, body, line))
 
 
@@ -188,6 +192,12 @@ class BatchRoutes:
             )
         content = self.runtime.store.contents[input_file.id]
         check = InputCheck(content, endpoint, config.limits.openai_max_requests, config.model.chars_per_token)
+        if check.embedding_inputs > config.limits.openai_max_embedding_inputs:
+            message = (
+                f"The batch has {check.embedding_inputs} embedding inputs; "
+                f"at most {config.limits.openai_max_embedding_inputs} are allowed."
+            )
+            check.errors.insert(0, _error_item("too_many_inputs", None, message, None))
         if len(content) > config.limits.openai_max_file_bytes:
             message = f"The input file is larger than {config.limits.openai_max_file_bytes} bytes."
             check.errors.insert(0, _error_item("file_too_large", None, message, None))

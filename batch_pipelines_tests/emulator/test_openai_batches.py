@@ -323,3 +323,25 @@ def test_a_malformed_request_body_fails_only_that_request(
     assert error["custom_id"] == "broken"
     assert error["response"]["status_code"] == 400
     assert error["response"]["body"]["error"]["param"] == "messages"
+
+
+def test_an_embeddings_batch_over_the_input_limit_fails_validation(
+    client: openai.OpenAI, emulator: EmulatorProcess
+) -> None:
+    emulator.configure({"limits": {"openai_max_embedding_inputs": 3}})
+    lines = [
+        {
+            "custom_id": f"doc-{i}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": "text-embedding-3-small", "input": ["a", "b"]},
+        }
+        for i in range(2)
+    ]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines), endpoint="/v1/embeddings", completion_window="24h"
+    )
+    done = wait_for_batch(client, batch.id)
+    assert done.status == "failed"
+    assert done.errors is not None and done.errors.data is not None
+    assert done.errors.data[0].code == "too_many_inputs"
