@@ -93,7 +93,9 @@ class AnthropicProvider:
         def body() -> dict[str, Any]:
             return {"content": _requests_body(path)}
 
-        return _state(await self._http.request_json("POST", "/v1/messages/batches", build=body))
+        return _state(
+            await self._http.request_json("POST", "/v1/messages/batches", build=body, idempotent=False)
+        )
 
     async def find_batch(
         self, tags: dict[str, str], *, created_after: float, request_count: int, exclude: set[str]

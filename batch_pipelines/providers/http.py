@@ -30,6 +30,8 @@ from batch_pipelines.engine.errors import ProviderError, classify
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+# Answers that say the server did nothing, so even a non-idempotent call may be sent again.
+NOT_ACTED_ON_STATUS = frozenset({408, 429, 529})
 MAX_SERVER_WAIT_S = 60.0
 
 
@@ -150,14 +152,24 @@ class ProviderHTTP:
         )
 
     async def request_json(
-        self, method: str, path: str, *, build: Callable[[], dict[str, Any]] | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        build: Callable[[], dict[str, Any]] | None = None,
+        idempotent: bool = True,
+        **kwargs: Any,
     ) -> Any:
         """Send a request and decode its JSON answer. ``build`` makes fresh keyword arguments per attempt
-        (for bodies that are streams and cannot be sent twice)."""
+        (for bodies that are streams and cannot be sent twice).
+
+        ``idempotent=False`` (creating a batch) retries only failures that prove the server did not act
+        (connection refused, 408, 429, 529); a timeout or 5xx after sending raises, and the caller looks
+        the object up before trying again, so a lost answer never yields a second batch."""
         async for attempt in self._retrying():
             with attempt:
                 extra = build() if build is not None else {}
-                response = await self._send(method, path, **kwargs, **extra)
+                response = await self._send(method, path, idempotent=idempotent, **kwargs, **extra)
                 return response.json()
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -174,18 +186,24 @@ class ProviderHTTP:
                 retryable=True,
             ) from None
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any
+    ) -> httpx.Response:
         try:
             response = await self._client.request(method, path, **kwargs)
-        except httpx.TransportError as error:
+        except httpx.TransportError as failure:
+            never_sent = isinstance(failure, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
             raise ProviderError(
-                f"{method} {path}: {type(error).__name__}: {error}",
+                f"{method} {path}: {type(failure).__name__}: {failure}",
                 provider=self.provider,
                 error_type="connection",
-                retryable=True,
+                retryable=idempotent or never_sent,
             ) from None
         if response.status_code >= 400:
-            raise error_from_response(self.provider, response, response.content)
+            refused = error_from_response(self.provider, response, response.content)
+            if not idempotent and response.status_code not in NOT_ACTED_ON_STATUS:
+                refused.retryable = False
+            raise refused
         return response
 
     @asynccontextmanager

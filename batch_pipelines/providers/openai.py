@@ -96,6 +96,7 @@ class OpenAIProvider:
         batch = await self._http.request_json(
             "POST",
             "/batches",
+            idempotent=False,
             json={
                 "input_file_id": uploaded["id"],
                 "endpoint": ENDPOINTS[kind],
