@@ -89,3 +89,18 @@ async def test_bad_key_is_an_authentication_error_that_never_shows_the_key(
     assert raised.value.error_type == "authentication" and raised.value.status_code == 401
     assert "sk-wrong-secret-42" not in str(raised.value) and "sk-wrong-secret-42" not in repr(raised.value)
     assert "sk-wrong-secret-42" not in caplog.text
+
+
+async def test_a_non_idempotent_call_is_resent_only_when_the_server_did_nothing(
+    http: ProviderHTTP, calls: httpx.Client
+) -> None:
+    with pytest.raises(ProviderError) as raised:
+        await http.request_json(
+            "POST", "/chat/completions", idempotent=False, **_chat("hi [[emulator:server_error:1]]")
+        )
+    assert raised.value.status_code == 500 and not raised.value.retryable
+    assert _chat_calls(calls) == 1
+    answer = await http.request_json(
+        "POST", "/chat/completions", idempotent=False, **_chat("hi [[emulator:rate_limited:1]]")
+    )
+    assert answer["choices"] and _chat_calls(calls) == 3
