@@ -1,0 +1,78 @@
+"""The realtime path: urgent items and self-hosted models through the provider's synchronous API.
+
+Entry point (no Dagster here; the ``mode: realtime|auto`` wiring calls these)::
+
+    from batch_pipelines.providers.openai_realtime import OpenAIRealtimeProvider
+    from batch_pipelines.ratelimit import RateLimiter
+    from batch_pipelines.realtime import QueueItem, WorkQueue, process_realtime, suggested_concurrency
+
+    concurrency = suggested_concurrency(requests_per_minute=600, expected_latency_s=1.0)
+    provider = OpenAIRealtimeProvider("gpt-4o-mini", base_url=..., max_connections=concurrency)
+    limiter = RateLimiter.from_url("sqlite:///data/limiter.db", requests_per_minute=600,
+                                   tokens_per_minute=200_000, key="openai:gpt-4o-mini")
+    queue = WorkQueue("data/realtime.db", name="tickets:2026-01-02")
+    summary = await process_realtime(
+        [QueueItem(request, priority=9), other_request, ...],   # BatchRequest or QueueItem; None resumes
+        provider_client=provider, limiter=limiter, queue=queue, concurrency=concurrency,
+        response_schema=None, packing=None,                    # or Packing(items_per_prompt=10)
+    )
+    results = await queue.results()   # list[BatchResult]: one per item, successes and dead letters alike
+
+``RealtimeSummary`` counts what the call did (answered, dead_lettered, requests_sent, rate_limited, tokens,
+cost) and the queue's state after it (``summary.queue.open == 0`` when all is finished). Results are the
+engine's ``BatchResult`` (id, response, error, error_type, retryable, input_tokens, output_tokens, cost_usd
+at the realtime price, parsed, embedding, attempt), so they land in the same results table as batch ones.
+
+Guarantees:
+
+- Every HTTP attempt takes one request and its estimated tokens from the shared ``RateLimiter`` and is
+  settled with the tokens the provider's limiter counted; each process also paces itself by the
+  provider's rate-limit headers (``ProviderBudget``) so it never asks for more than the provider says
+  remains.
+- Transient failures are retried with tenacity (retry-after-ms / retry-after, else exponential backoff with
+  jitter; ``max_call_attempts`` sends); permanent ones never are and go to the dead-letter table.
+- The ``WorkQueue`` (SQLite, BEGIN IMMEDIATE) leases items by priority with a visibility timeout; a
+  result is written before its ack, in the same transaction; a dead worker's items are delivered again
+  when their leases expire and dead-lettered after ``max_attempts`` deliveries. Running
+  ``process_realtime(None, …)`` on the same queue resumes a crashed run; an item with a result is never
+  sent again. (An answer lost with a worker killed mid-call is paid again: nothing can know of it.)
+- ``process_auto`` (``routing``) sends urgent items (``UrgencyRule``: priority threshold and/or predicate)
+  through the realtime path and submits the rest as a batch job; ``collect_results`` joins both.
+- ``Packing`` puts up to k items with the same shape in one call when they fit the context window and
+  falls back to single calls for items whose answer is missing or invalid.
+- ``realtime.transport.make_transport`` picks the HTTP transport under httpx's API (see there for the
+  measured figures).
+"""
+
+from batch_pipelines.realtime.caller import CallCounters, RealtimeCaller
+from batch_pipelines.realtime.packing import Packing
+from batch_pipelines.realtime.pool import RealtimeSummary, process_realtime, suggested_concurrency
+from batch_pipelines.realtime.provider_budget import ProviderBudget
+from batch_pipelines.realtime.queue import DeadLetter, Lease, QueueCounts, QueueItem, WorkQueue
+from batch_pipelines.realtime.routing import (
+    AutoOutcome,
+    UrgencyRule,
+    collect_results,
+    process_auto,
+    split_urgent,
+)
+
+__all__ = [
+    "AutoOutcome",
+    "CallCounters",
+    "DeadLetter",
+    "Lease",
+    "Packing",
+    "ProviderBudget",
+    "QueueCounts",
+    "QueueItem",
+    "RealtimeCaller",
+    "RealtimeSummary",
+    "UrgencyRule",
+    "WorkQueue",
+    "collect_results",
+    "process_auto",
+    "process_realtime",
+    "split_urgent",
+    "suggested_concurrency",
+]
