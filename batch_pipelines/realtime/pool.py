@@ -73,6 +73,8 @@ async def process_realtime(
     response_schema: dict[str, Any] | None = None,
     packing: Packing | None = None,
     max_call_attempts: int = 4,
+    initial_retry_wait_s: float = 0.5,
+    max_retry_wait_s: float = 8.0,
     retry_delay_s: float = 5.0,
     adaptive: bool = True,
     worker_id: str | None = None,
@@ -81,13 +83,25 @@ async def process_realtime(
 
     Items already in the queue (same id) are not added twice, and items with a result are never sent
     again. Cancel the call to stop early: leases it holds are handed back.
+
+    Each item gets up to ``max_call_attempts`` sends per delivery (backoff from ``initial_retry_wait_s``
+    doubling to ``max_retry_wait_s``, or the server's retry-after); a transient failure that outlives them
+    goes back to the queue for another delivery after ``retry_delay_s``, until the queue's
+    ``max_attempts``. ``adaptive=False`` ignores the provider's rate-limit headers.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     await queue.initialize()
     if requests is not None:
         await queue.enqueue(requests)
-    caller = RealtimeCaller(provider_client, limiter, max_attempts=max_call_attempts, adaptive=adaptive)
+    caller = RealtimeCaller(
+        provider_client,
+        limiter,
+        max_attempts=max_call_attempts,
+        initial_wait_s=initial_retry_wait_s,
+        max_wait_s=max_retry_wait_s,
+        adaptive=adaptive,
+    )
     run = _Run(
         caller=caller,
         queue=queue,
