@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from batch_pipelines.emulator.server import READY_PREFIX
+from batch_pipelines.emulator import READY_PREFIX
 
 
 class EmulatorStartError(RuntimeError):

@@ -10,11 +10,10 @@ from pathlib import Path
 import uvicorn
 import uvloop
 
+from batch_pipelines.emulator import READY_PREFIX
 from batch_pipelines.emulator.app import build_app
 from batch_pipelines.emulator.config import EmulatorConfig
 from batch_pipelines.emulator.runtime import Runtime
-
-READY_PREFIX = "Emulator listening on "
 
 
 def serve(config: EmulatorConfig, host: str, port: int, state_dir: Path | None) -> None:
