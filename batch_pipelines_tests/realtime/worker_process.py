@@ -28,4 +28,5 @@ async def main(base_url: str, queue_path: str, limiter_path: str, visibility_s: 
 
 
 if __name__ == "__main__":
-    anyio.run(main, *sys.argv[1:5])
+    base_url, queue_path, limiter_path, visibility_s = sys.argv[1:5]
+    anyio.run(main, base_url, queue_path, limiter_path, visibility_s)
