@@ -84,25 +84,28 @@ def plan_packs(
             groups.setdefault(key, []).append(request)
     answer_schema = packing.answer_schema or response_schema or {"type": "string"}
     packs: list[Pack] = []
+
+    def close(members: list[BatchRequest]) -> None:
+        if len(members) >= 2:
+            packs.append(_pack(members, packing, answer_schema))
+        else:
+            singles.extend(members)
+
     for members in groups.values():
         current: list[BatchRequest] = []
         for request in members:
             candidate = [*current, request]
-            fits = (
-                estimate_tokens(_packed(candidate, packing, answer_schema)[0])
-                <= packing.context_window_tokens
+            too_many = len(candidate) > packing.items_per_prompt
+            too_big = len(candidate) >= 2 and (
+                estimate_tokens(_packed(candidate, packing, answer_schema)[0]) > packing.context_window_tokens
             )
-            if current and (len(current) == packing.items_per_prompt or not fits):
-                packs.append(_pack(current, packing, answer_schema))
+            if too_many or too_big:
+                close(current)
                 current = [request]
             else:
                 current = candidate
-        if len(current) >= 2:
-            packs.append(_pack(current, packing, answer_schema))
-        else:
-            singles.extend(current)
-    singles.extend(request for pack in packs if len(pack.items) < 2 for request in pack.items)
-    return [pack for pack in packs if len(pack.items) >= 2], singles
+        close(current)
+    return packs, singles
 
 
 def unpack(pack: Pack, result: BatchResult, response_schema: dict[str, Any] | None) -> Unpacked:
