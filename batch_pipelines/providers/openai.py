@@ -18,6 +18,7 @@ from batch_pipelines.providers.http import ProviderHTTP
 # One encoder for every line: json.dumps with options would build a new encoder per call.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _decode = json.JSONDecoder().decode
+_EMPTY: dict[str, Any] = {}
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ENDPOINTS: dict[RequestKind, str] = {"chat": "/v1/chat/completions", "embedding": "/v1/embeddings"}
 # 200 MB per input file, 50,000 requests; the enqueued-token pool differs per model and account tier.
@@ -143,7 +144,7 @@ class OpenAIProvider:
         custom_id = record["custom_id"]
         response = record.get("response")
         if response and response.get("status_code") == 200:
-            return result_from_body(custom_id, response.get("body") or {})
+            return result_from_body(custom_id, response["body"])
         if response:
             error = (response.get("body") or {}).get("error") or {}
             status = response.get("status_code")
@@ -184,13 +185,16 @@ def request_body(model: str, request: BatchRequest, response_schema: dict[str, A
 
 def result_from_body(custom_id: str, body: dict[str, Any]) -> BatchResult:
     """A successful chat completion or embeddings answer as a BatchResult (a refusal is an error)."""
-    usage = body.get("usage") or {}
-    input_tokens = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-    output_tokens = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
-    if "choices" in body:
-        message = body["choices"][0].get("message") or {}
+    usage = body.get("usage") or _EMPTY
+    input_tokens = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
+    output_tokens = usage.get("completion_tokens") or usage.get("output_tokens") or 0
+    choices = body.get("choices")
+    if choices:
+        message = choices[0].get("message") or _EMPTY
         content = message.get("content")
-        if content is None and message.get("refusal"):
+        if content is not None:  # the common case, built positionally: this runs once per result line
+            return BatchResult(custom_id, content, None, None, False, input_tokens, output_tokens)
+        if message.get("refusal"):
             return BatchResult(
                 custom_id,
                 error=f"refused: {message['refusal']}",
