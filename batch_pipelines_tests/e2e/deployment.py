@@ -1,0 +1,139 @@
+"""A real Dagster deployment for tests: `dagster-daemon` and `dagster-webserver` as child processes on
+127.0.0.1, sharing one DAGSTER_HOME, and a small GraphQL client for the webserver."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class GraphQLError(RuntimeError):
+    pass
+
+
+class DagsterDeployment:
+    """Daemon + webserver over `location_module`; logs land in `<home>/logs` for failure reports."""
+
+    def __init__(self, home: Path, location_module: str, env: dict[str, str]) -> None:
+        self.home = home
+        self.location_module = location_module
+        self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> DagsterDeployment:
+        self.home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / "dagster.yaml", self.home / "dagster.yaml")
+        workspace = self.home / "workspace.yaml"
+        workspace.write_text(
+            "load_from:\n"
+            f"  - python_module:\n      module_name: {self.location_module}\n"
+            f"      working_directory: {REPO_ROOT}\n"
+        )
+        logs = self.home / "logs"
+        logs.mkdir(exist_ok=True)
+        bin_dir = Path(sys.executable).parent
+        commands = {
+            "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
+            "webserver": [
+                str(bin_dir / "dagster-webserver"),
+                *("-h", "127.0.0.1", "-p", str(self.port), "-w", str(workspace)),
+            ],
+        }
+        for name, command in commands.items():
+            log = (logs / f"{name}.log").open("wb")
+            self.processes.append(
+                subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            )
+        self._wait_until_location_loaded(timeout_s=120)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name} (last 4000 chars)\n{path.read_text(errors='replace')[-4000:]}"
+            for path in sorted((self.home / "logs").glob("*.log"))
+        )
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = httpx.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
+        )
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        if body.get("errors"):
+            raise GraphQLError(str(body["errors"]))
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def _wait_until_location_loaded(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        query = (
+            "{ workspaceOrError { __typename ... on Workspace { locationEntries { name "
+            "loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+        )
+        while True:
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a Dagster process exited early\n{self.logs()}")
+            try:
+                entries = self.graphql(query)["workspaceOrError"]["locationEntries"]
+            except (httpx.HTTPError, GraphQLError, KeyError):
+                entries = []
+            if entries and all(entry["loadStatus"] == "LOADED" for entry in entries):
+                errors = [e for e in entries if e["locationOrLoadError"]["__typename"] == "PythonError"]
+                if errors:
+                    raise RuntimeError(f"code location failed to load: {errors}")
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"webserver did not load the code location\n{self.logs()}")
+            time.sleep(0.5)
+
+    def launch_asset_backfill(self, asset_paths: list[list[str]], partition_names: list[str]) -> str:
+        """What the UI's 'Materialize' dialog does for a range of partitions."""
+        mutation = """
+            mutation Launch($params: LaunchBackfillParams!) {
+              launchPartitionBackfill(backfillParams: $params) {
+                __typename
+                ... on LaunchBackfillSuccess { backfillId }
+                ... on PythonError { message stack }
+              }
+            }"""
+        params = {
+            "assetSelection": [{"path": path} for path in asset_paths],
+            "partitionNames": partition_names,
+        }
+        answer = self.graphql(mutation, {"params": params})["launchPartitionBackfill"]
+        if answer["__typename"] != "LaunchBackfillSuccess":
+            raise GraphQLError(str(answer))
+        backfill_id: str = answer["backfillId"]
+        return backfill_id
