@@ -2,12 +2,14 @@
 
 Entry point (no Dagster here; the ``mode: realtime|auto`` wiring calls these)::
 
-    from batch_pipelines.providers.openai_realtime import OpenAIRealtimeProvider
     from batch_pipelines.ratelimit import RateLimiter
-    from batch_pipelines.realtime import QueueItem, WorkQueue, process_realtime, suggested_concurrency
+    from batch_pipelines.realtime import (
+        QueueItem, WorkQueue, make_realtime_provider, process_realtime, suggested_concurrency,
+    )
 
     concurrency = suggested_concurrency(requests_per_minute=600, expected_latency_s=1.0)
-    provider = OpenAIRealtimeProvider("gpt-4o-mini", base_url=..., max_connections=concurrency)
+    provider = make_realtime_provider("openai", model="gpt-4o-mini", base_url=...,
+                                      max_connections=concurrency)
     limiter = RateLimiter.from_url("sqlite:///data/limiter.db", requests_per_minute=600,
                                    tokens_per_minute=200_000, key="openai:gpt-4o-mini")
     queue = WorkQueue("data/realtime.db", name="tickets:2026-01-02")
@@ -40,11 +42,13 @@ Guarantees:
   through the realtime path and submits the rest as a batch job; ``collect_results`` joins both.
 - ``Packing`` puts up to k items with the same shape in one call when they fit the context window and
   falls back to single calls for items whose answer is missing or invalid.
-- ``realtime.transport.make_transport`` picks the HTTP transport under httpx's API (see there for the
-  measured figures).
+- ``make_realtime_provider("openai"|"anthropic", model=…, base_url=…, max_connections=…)`` builds the
+  client with a pool sized to the run and the faster aiohttp transport under httpx's API (figures in
+  ``realtime.clients``).
 """
 
 from batch_pipelines.realtime.caller import CallCounters, RealtimeCaller
+from batch_pipelines.realtime.clients import make_realtime_provider, make_transport
 from batch_pipelines.realtime.packing import Packing
 from batch_pipelines.realtime.pool import RealtimeSummary, process_realtime, suggested_concurrency
 from batch_pipelines.realtime.provider_budget import ProviderBudget
@@ -71,6 +75,8 @@ __all__ = [
     "UrgencyRule",
     "WorkQueue",
     "collect_results",
+    "make_realtime_provider",
+    "make_transport",
     "process_auto",
     "process_realtime",
     "split_urgent",

@@ -13,7 +13,7 @@ from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.engine.models import BatchRequest
 from batch_pipelines.providers.openai_realtime import OpenAIRealtimeProvider
 from batch_pipelines.ratelimit import RateLimiter
-from batch_pipelines.realtime import WorkQueue
+from batch_pipelines.realtime import WorkQueue, make_realtime_provider
 
 MODEL = "gpt-4o-mini"
 
@@ -25,7 +25,10 @@ def queue(tmp_path: Path) -> WorkQueue:
 
 @pytest.fixture
 async def openai_realtime(emulator: EmulatorProcess) -> AsyncIterator[OpenAIRealtimeProvider]:
-    provider = OpenAIRealtimeProvider(MODEL, base_url=emulator.openai_base_url, api_key="sk-test")
+    provider = make_realtime_provider(
+        "openai", model=MODEL, base_url=emulator.openai_base_url, api_key="sk-test"
+    )
+    assert isinstance(provider, OpenAIRealtimeProvider)
     yield provider
     await provider.aclose()
 
