@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from batch_pipelines.components.requests_for_partition import plan_requests
-from batch_pipelines.engine import BatchJob, BatchManager, BatchResult
+from batch_pipelines.engine import BatchJob, BatchManager, BatchResult, JobNotFinishedError
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.layout import StorageLayout
@@ -55,7 +55,10 @@ async def collect_partition(
             f"job {job_id!r} is {job.status.value} ({job.detail}); the completion sensor requests this "
             "partition's results run when it ends"
         )
-    results: list[BatchResult] = [result async for result in manager.iter_results(job_id)]
+    try:
+        results: list[BatchResult] = [result async for result in manager.iter_results(job_id)]
+    except JobNotFinishedError as error:  # reopened between the two calls (e.g. a concurrent retry)
+        raise JobStillRunningError(str(error)) from None
     inputs = pl.read_parquet(layout.partition_path("inputs", spec.name, partition_key))
     hashes = {item.request.id: item.request_hash for item in plan_requests(spec, inputs)}
     version = spec_version(spec)

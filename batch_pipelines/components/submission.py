@@ -58,7 +58,8 @@ async def submit_partition(
         raise MissingInputError(f"input partition {partition_key!r} of {spec.name!r} is not materialized")
     planned = plan_requests(spec, pl.read_parquet(input_path))
     answered, failed_for_good = settled_request_keys(spec, layout, partition_key)
-    pending = [item for item in planned if _key(item) not in answered | failed_for_good]
+    settled = answered | failed_for_good
+    pending = [item for item in planned if _key(item) not in settled]
     skipped_answered = sum(1 for item in planned if _key(item) in answered)
     skipped_dead = len(planned) - len(pending) - skipped_answered
     if not pending:

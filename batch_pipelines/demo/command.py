@@ -67,12 +67,14 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
 
 def run_demo(
-    workdir: Path, *, rows_per_day: int, time_scale: float, out: TextIO = sys.stdout
+    workdir: Path, *, rows_per_day: int, time_scale: float, out: TextIO | None = None
 ) -> StorageLayout:
     from batch_pipelines.emulator.process import EmulatorProcess
 
+    stream = out if out is not None else sys.stdout
+
     def say(line: str) -> None:
-        print(line, file=out, flush=True)
+        print(line, file=stream, flush=True)
 
     workdir.mkdir(parents=True, exist_ok=True)
     dataset = write_demo_dataset(workdir / "demo" / "tickets", rows_per_day=rows_per_day)
@@ -103,6 +105,6 @@ def run_demo(
         for title, sql in SUMMARY_QUERIES.items():
             cursor = connection.execute(sql)
             say(f"\n{title}")
-            write_rows([column[0] for column in cursor.description or []], cursor.fetchall(), "table", out)
+            write_rows([column[0] for column in cursor.description or []], cursor.fetchall(), "table", stream)
     say(f'\nQuery it yourself: batch-pipelines query --workdir {workdir} "SELECT * FROM results LIMIT 5"')
     return layout

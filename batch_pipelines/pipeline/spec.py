@@ -16,6 +16,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from batch_pipelines.pipeline.cron import validate_cron
+from batch_pipelines.pipeline.partition_keys import check_partition_key
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 FILE_FORMATS = ("parquet", "csv", "jsonl")
@@ -95,8 +96,6 @@ class StaticPartitioning(_SpecModel):
     @field_validator("keys")
     @classmethod
     def _distinct_safe_keys(cls, keys: list[str]) -> list[str]:
-        from batch_pipelines.pipeline.partition_keys import check_partition_key
-
         for key in keys:
             check_partition_key(key)
         duplicates = sorted({key for key in keys if keys.count(key) > 1})
