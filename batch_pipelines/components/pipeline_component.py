@@ -20,7 +20,7 @@ import dagster as dg
 from pydantic import Field
 
 from batch_pipelines.components.factory import build_pipeline_defs
-from batch_pipelines.pipeline.spec import DEFAULT_CRON, parse_pipeline_spec
+from batch_pipelines.pipeline.spec import DEFAULT_CRON, PipelineSpec, parse_pipeline_spec
 
 # The YAML field `model` (the provider's model name) shadows the classmethod `Resolvable.model()` only on
 # instances; Dagster calls it on the class, where pydantic leaves it intact. Silence pydantic's warning.
@@ -55,7 +55,9 @@ class BatchPipelineComponent(dg.Component, dg.Model, dg.Resolvable):
     max_attempts: int = 3
     sensor_interval_seconds: int = 60
 
+    def pipeline_spec(self, origin: str | None = None) -> PipelineSpec:
+        """The validated spec; a PipelineSpecError names the field (and `origin`, the declaring file)."""
+        return parse_pipeline_spec(self.model_dump(exclude_none=True), origin=origin)
+
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        declared = self.model_dump(exclude_none=True)
-        spec = parse_pipeline_spec(declared, origin=str(context.path))
-        return build_pipeline_defs(spec)
+        return build_pipeline_defs(self.pipeline_spec(origin=str(context.path)))

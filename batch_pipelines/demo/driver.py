@@ -17,9 +17,10 @@ import yaml
 
 from batch_pipelines.components.engine_session import open_engine, page_jobs
 from batch_pipelines.components.factory import build_pipeline_defs, results_job_name, submit_job_name
+from batch_pipelines.components.pipeline_component import BatchPipelineComponent
 from batch_pipelines.components.policies import partition_tags
 from batch_pipelines.components.resources import BatchEngineResource
-from batch_pipelines.pipeline.spec import PipelineSpec, parse_pipeline_spec
+from batch_pipelines.pipeline.spec import PipelineSpec
 
 
 class PipelineDidNotFinishError(RuntimeError):
@@ -27,9 +28,10 @@ class PipelineDidNotFinishError(RuntimeError):
 
 
 def load_component_spec(defs_yaml: Path) -> PipelineSpec:
-    """The spec a `BatchPipelineComponent` defs.yaml declares (its `attributes`)."""
+    """The spec a `BatchPipelineComponent` defs.yaml declares, its templates (`{{ env(...) }}`) resolved."""
     document = yaml.safe_load(defs_yaml.read_text())
-    return parse_pipeline_spec(document.get("attributes"), origin=str(defs_yaml))
+    component = BatchPipelineComponent.resolve_from_yaml(yaml.safe_dump(document.get("attributes")))
+    return component.pipeline_spec(origin=str(defs_yaml))
 
 
 @dataclass

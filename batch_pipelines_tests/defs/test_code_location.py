@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 import batch_pipelines.definitions as definitions
 
@@ -34,3 +35,12 @@ def test_workspace_and_dg_check_pass() -> None:
             command, cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=240, check=False
         )
         assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_sensor_interval_can_be_shortened_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = Path(definitions.__file__).parent
+    default = dg.load_from_defs_folder(path_within_project=folder)
+    assert default.resolve_sensor_def("support_tickets_completion_sensor").minimum_interval_seconds == 60
+    monkeypatch.setenv("BATCH_PIPELINES_SENSOR_INTERVAL_S", "5")
+    shortened = dg.load_from_defs_folder(path_within_project=folder)
+    assert shortened.resolve_sensor_def("support_tickets_completion_sensor").minimum_interval_seconds == 5
