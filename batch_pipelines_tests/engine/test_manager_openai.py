@@ -307,3 +307,28 @@ async def test_batch_stuck_in_finalizing_reports_it_and_full_progress(
     assert (stuck.progress.completed, stuck.progress.percent) == (4, 100.0)
     with pytest.raises(JobNotFinishedError, match="finalizing"):
         await manager.get_results(job.id)
+
+
+async def test_token_pool_is_shared_by_jobs_of_one_model_and_open_jobs_are_listed(
+    emulator: EmulatorProcess, admin: httpx.Client, tmp_path: Path
+) -> None:
+    requests = [chat(f"r{i}", "word " * 80) for i in range(2)]
+    pool = estimate_tokens(requests[0]) * 2
+    patch_config(admin, {"limits": {"openai_enqueued_tokens": pool}})
+    provider = OpenAIProvider(
+        "gpt-4o-mini",
+        base_url=emulator.openai_base_url,
+        api_key="sk-test",
+        limits=BatchLimits(max_requests=1000, max_bytes=10**8, max_enqueued_tokens=pool),
+    )
+    store = BatchStore(tmp_path / "b.db")
+    manager = BatchManager(provider, store)
+    first = await manager.submit(requests, job_id="a-first")
+    second = await manager.submit(requests, job_id="b-second")
+    assert (len(first.provider_batch_ids), len(second.provider_batch_ids)) == (1, 0)
+    assert [job.id for job in await store.list_jobs(open_only=True)] == ["a-first", "b-second"]
+    assert (await wait_for(manager, "a-first")).status == BatchStatus.COMPLETED
+    assert (await wait_for(manager, "b-second")).status == BatchStatus.COMPLETED
+    assert await store.list_jobs(open_only=True) == []
+    assert all(r.ok for r in await manager.get_results("b-second"))
+    await provider.aclose()
