@@ -1,0 +1,366 @@
+"""Realtime goodput under a shared rate limit, against a plain asyncio+httpx script, in the same run.
+
+The emulator is set to 600 RPM and 200,000 TPM with every answer taking ``--latency`` seconds. Four
+worker processes drain one SQLite work queue through ``process_realtime``, sharing the SQLite limiter,
+then the Redis limiter; the baseline is four processes of the usual script: a per-process semaphore,
+``httpx.AsyncClient``, and on a 429 a sleep (retry-after when given, else 2^n) and another try.
+
+Goodput is successful requests per minute in the steady state (answers completed after ``--warmup``
+seconds, which leaves out the provider's initial full-minute bucket and process start-up) as a fraction
+of the 600 RPM limit; every phase uses its own API key, so each starts with a full provider budget. 429s
+are the emulator's own count over the whole phase. Also printed: the HTTP client speed (httpx's pool
+against the aiohttp transport, no limits) and limiter acquisitions per second per backend.
+
+    .venv/bin/python benchmarks/realtime.py [--seconds 45] [--redis-url redis://127.0.0.1:6379/0]
+
+Last line: ``goodput=<f> rate_limited=<n> baseline_goodput=<f> baseline_rate_limited=<n>`` (goodput and
+rate_limited are the SQLite-limiter phase; the Redis phase is printed above it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+from ratelimit_throughput import _measure as limiter_acquisitions_per_second
+from ratelimit_throughput import _redis_reachable
+
+from batch_pipelines.emulator.process import EmulatorProcess
+from batch_pipelines.engine.models import BatchRequest
+from batch_pipelines.ratelimit import RateLimiter
+from batch_pipelines.realtime import (
+    WorkQueue,
+    make_realtime_provider,
+    process_realtime,
+    suggested_concurrency,
+)
+from batch_pipelines.realtime.clients import TransportKind
+
+RPM = 600
+TPM = 200_000
+WORKERS = 4
+MODEL = "gpt-4o-mini"
+MAX_TOKENS = 100
+# ~600 characters: about 150 prompt tokens, so a call counts ~250 tokens and 600 RPM uses ~75% of TPM.
+PROMPT = "Classify this support ticket into billing, shipping or other, and say why in one sentence. " * 7
+BASELINE_CONCURRENCY = 16
+START_DELAY_S = 4.0  # workers import and connect, then all start at the same moment
+
+
+@dataclass
+class WorkerConfig:
+    kind: str  # "realtime" or "baseline"
+    base_url: str
+    api_key: str
+    start_at: float
+    seconds: float
+    concurrency: int
+    queue_path: str = ""
+    limiter_url: str = ""
+    limiter_key: str = ""
+    first_item: int = 0
+    items: int = 0
+    done_path: str = ""
+
+
+def request_for(index: int) -> BatchRequest:
+    return BatchRequest(
+        id=f"item-{index}",
+        messages=[{"role": "user", "content": f"{PROMPT} Ticket #{index}"}],
+        max_tokens=MAX_TOKENS,
+    )
+
+
+# -- worker processes ---------------------------------------------------------------------------------
+
+
+async def realtime_worker(config: WorkerConfig) -> None:
+    provider = make_realtime_provider(
+        "openai",
+        model=MODEL,
+        base_url=config.base_url,
+        api_key=config.api_key,
+        max_connections=config.concurrency,
+    )
+    limiter = RateLimiter.from_url(
+        config.limiter_url, requests_per_minute=RPM, tokens_per_minute=TPM, key=config.limiter_key
+    )
+    queue = WorkQueue(config.queue_path, name="bench", visibility_timeout_s=120)
+    await queue.initialize()
+    await anyio.sleep(max(0.0, config.start_at - time.time()))
+    with anyio.move_on_after(config.seconds):
+        await process_realtime(
+            None, provider_client=provider, limiter=limiter, queue=queue, concurrency=config.concurrency
+        )
+    await provider.aclose()
+
+
+async def baseline_worker(config: WorkerConfig) -> None:
+    """The script most people write: a semaphore, a client, and a retry loop around 429s."""
+    semaphore = asyncio.Semaphore(config.concurrency)
+    finished: list[float] = []
+    async with httpx.AsyncClient(
+        base_url=config.base_url,
+        headers={"Authorization": f"Bearer {config.api_key}"},
+        timeout=60,
+        limits=httpx.Limits(max_connections=config.concurrency),
+    ) as client:
+
+        async def one(index: int) -> None:
+            request = request_for(index)
+            body = {"model": MODEL, "messages": request.messages, "max_tokens": MAX_TOKENS}
+            async with semaphore:
+                for attempt in range(6):
+                    response = await client.post("/chat/completions", json=body)
+                    if response.status_code == 429:
+                        wait = float(response.headers.get("retry-after") or 2**attempt)
+                        await asyncio.sleep(wait + random.random() * 0.1)
+                        continue
+                    if response.status_code == 200:
+                        finished.append(time.time())
+                    return
+
+        await asyncio.sleep(max(0.0, config.start_at - time.time()))
+        indexes = range(config.first_item, config.first_item + config.items)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(one(index) for index in indexes)), timeout=config.seconds)
+    await anyio.Path(config.done_path).write_text(json.dumps(finished))
+
+
+def run_workers(configs: list[WorkerConfig]) -> None:
+    processes = [
+        subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(asdict(config))])
+        for config in configs
+    ]
+    for process in processes:
+        if process.wait() != 0:
+            raise SystemExit(f"a benchmark worker failed with exit code {process.returncode}")
+
+
+# -- phases ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    goodput: float
+    rate_limited: int
+    answered: int
+
+
+def emulator_429s(emulator: EmulatorProcess) -> int:
+    return int(emulator.stats()["rate_limited_429"])
+
+
+def steady_goodput(finish_times: list[float], start_at: float, warmup: float, seconds: float) -> float:
+    window_start, window_end = start_at + warmup, start_at + seconds
+    in_window = sum(1 for moment in finish_times if window_start <= moment <= window_end)
+    return in_window / ((window_end - window_start) * RPM / 60)
+
+
+def realtime_phase(
+    name: str,
+    emulator: EmulatorProcess,
+    limiter_url: str,
+    folder: Path,
+    seconds: float,
+    warmup: float,
+    latency: float,
+) -> PhaseResult:
+    queue_path = folder / f"{name}-queue.db"
+    items = int(RPM / 60 * seconds * 1.3) + 100
+
+    async def fill() -> None:
+        queue = WorkQueue(queue_path, name="bench")
+        await queue.initialize()
+        await queue.enqueue(request_for(index) for index in range(items))
+        await queue.close()
+
+    anyio.run(fill)
+    before = emulator_429s(emulator)
+    start_at = time.time() + START_DELAY_S
+    per_worker = max(4, -(-suggested_concurrency(RPM, latency, headroom=3.0) // WORKERS))
+    key = f"bench:{name}:{uuid.uuid4().hex[:8]}"
+    api_key = f"sk-{name}-{uuid.uuid4().hex[:8]}"
+    run_workers(
+        [
+            WorkerConfig(
+                "realtime",
+                emulator.openai_base_url,
+                api_key,
+                start_at,
+                seconds,
+                per_worker,
+                queue_path=str(queue_path),
+                limiter_url=limiter_url,
+                limiter_key=key,
+            )
+            for _ in range(WORKERS)
+        ]
+    )
+    with sqlite3.connect(queue_path) as connection:
+        finished = [
+            moment
+            for (moment,) in connection.execute("SELECT written_at FROM rt_results WHERE error IS NULL")
+        ]
+    return PhaseResult(
+        name,
+        steady_goodput(finished, start_at, warmup, seconds),
+        emulator_429s(emulator) - before,
+        len(finished),
+    )
+
+
+def baseline_phase(emulator: EmulatorProcess, folder: Path, seconds: float, warmup: float) -> PhaseResult:
+    before = emulator_429s(emulator)
+    start_at = time.time() + START_DELAY_S
+    share = int(RPM / 60 * seconds * 3 / WORKERS) + 100
+    api_key = f"sk-baseline-{uuid.uuid4().hex[:8]}"
+    configs = [
+        WorkerConfig(
+            "baseline",
+            emulator.openai_base_url,
+            api_key,
+            start_at,
+            seconds,
+            BASELINE_CONCURRENCY,
+            first_item=worker * share,
+            items=share,
+            done_path=str(folder / f"baseline-{worker}.json"),
+        )
+        for worker in range(WORKERS)
+    ]
+    run_workers(configs)
+    finished = [moment for config in configs for moment in json.loads(Path(config.done_path).read_text())]
+    return PhaseResult(
+        "baseline",
+        steady_goodput(finished, start_at, warmup, seconds),
+        emulator_429s(emulator) - before,
+        len(finished),
+    )
+
+
+async def client_calls_per_second(
+    base_url: str, transport: TransportKind, calls: int, concurrency: int
+) -> float:
+    provider = make_realtime_provider(
+        "openai",
+        model=MODEL,
+        base_url=base_url,
+        api_key="sk-client-speed",
+        max_connections=concurrency,
+        transport=transport,
+    )
+    pending = iter(range(calls))
+
+    async def drain() -> None:
+        for index in pending:
+            await provider.call(
+                BatchRequest(f"c{index}", messages=[{"role": "user", "content": "hi"}], max_tokens=5), None
+            )
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tasks:
+        for _ in range(concurrency):
+            tasks.start_soon(drain)
+    elapsed = time.perf_counter() - started
+    await provider.aclose()
+    return calls / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=45.0, help="length of each goodput phase")
+    parser.add_argument(
+        "--warmup", type=float, default=None, help="left out of goodput (default: seconds/4, ≤ 10)"
+    )
+    parser.add_argument("--latency", type=float, default=0.5, help="seconds the emulator takes per answer")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--client-calls", type=int, default=2000, help="calls per HTTP client speed measurement"
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.worker:
+        config = WorkerConfig(**json.loads(arguments.worker))
+        anyio.run(realtime_worker if config.kind == "realtime" else baseline_worker, config)
+        return
+    seconds = arguments.seconds
+    warmup = arguments.warmup if arguments.warmup is not None else min(10.0, seconds / 4)
+
+    print("limiter acquisitions/s (never binding):")
+    with tempfile.TemporaryDirectory() as folder:
+        urls = {"memory": "memory://", "sqlite": f"sqlite:///{Path(folder) / 'acq.db'}"}
+        if _redis_reachable(arguments.redis_url):
+            urls["redis"] = arguments.redis_url
+        for name, url in urls.items():
+            async_rate, _ = anyio.run(limiter_acquisitions_per_second, url, 1.0)
+            print(f"  {name:7s} {async_rate:10,.0f}/s")
+
+    with tempfile.TemporaryDirectory() as folder, EmulatorProcess(seed=3) as emulator:
+        print(f"HTTP client, {arguments.client_calls} chat calls at concurrency 64, no limits:")
+        speeds: dict[str, float] = {}
+        for transport in ("httpx", "aiohttp"):
+            speeds[transport] = anyio.run(
+                client_calls_per_second, emulator.openai_base_url, transport, arguments.client_calls, 64
+            )
+            print(f"  {transport:7s} {speeds[transport]:8,.0f} calls/s")
+        print(f"  aiohttp/httpx = {speeds['aiohttp'] / speeds['httpx']:.1f}x")
+
+        emulator.configure(
+            {
+                "rate_limits": {"rpm": RPM, "tpm": TPM, "window_s": 60},
+                "faults": {"realtime_error_rates": {"slow": 1.0}, "slow_response_s": arguments.latency},
+            }
+        )
+        phases = [
+            realtime_phase(
+                "sqlite",
+                emulator,
+                f"sqlite:///{Path(folder) / 'limiter.db'}",
+                Path(folder),
+                seconds,
+                warmup,
+                arguments.latency,
+            )
+        ]
+        if _redis_reachable(arguments.redis_url):
+            phases.append(
+                realtime_phase(
+                    "redis", emulator, arguments.redis_url, Path(folder), seconds, warmup, arguments.latency
+                )
+            )
+        else:
+            print(f"redis: not reachable at {arguments.redis_url}; phase skipped")
+        baseline = baseline_phase(emulator, Path(folder), seconds, warmup)
+        print(
+            f"goodput over {seconds - warmup:.0f}s after a {warmup:.0f}s warm-up, {WORKERS} processes, "
+            f"{RPM} RPM / {TPM:,} TPM, {arguments.latency}s latency:"
+        )
+        for phase in [*phases, baseline]:
+            print(
+                f"  {phase.name:8s} goodput {phase.goodput:5.3f} of the limit   "
+                f"429s {phase.rate_limited:6d}   answered {phase.answered}"
+            )
+    sqlite_phase = phases[0]
+    print(
+        f"goodput={sqlite_phase.goodput:.3f} rate_limited={sqlite_phase.rate_limited} "
+        f"baseline_goodput={baseline.goodput:.3f} baseline_rate_limited={baseline.rate_limited}"
+    )
+
+
+if __name__ == "__main__":
+    main()
