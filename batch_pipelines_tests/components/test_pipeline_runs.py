@@ -163,3 +163,23 @@ def test_a_job_that_ended_outside_the_sensor_is_still_collected(harness: Pipelin
     assert str(request.run_key).startswith(f"{job_id}:")
     assert harness.collect(request).success
     assert harness.results("2026-11-02").height == ROWS_PER_DAY
+
+
+def test_anthropic_pipeline_goes_through_the_same_path(
+    harness: PipelineHarness, emulator: EmulatorProcess
+) -> None:
+    # Free-text answers: structured output over Anthropic batches is not wired end to end yet (see report).
+    harness.spec = harness.spec.model_copy(
+        update={"provider": "anthropic", "model": "claude-haiku-4-5", "response_schema": None}
+    )
+    harness.engine = BatchEngineResource(
+        api_key="sk-ant-test", base_url=emulator.anthropic_base_url, workdir=harness.engine.workdir
+    )
+    harness.submit("2026-11-01")
+    [request] = harness.wait_for_run_requests()
+    assert str(request.run_key).split(":")[1].startswith("msgbatch_")
+    collected = harness.collect(request)
+    assert check_outcomes(collected) == {"ids_unique": True, "every_input_item_accounted_for": True}
+    results = harness.results("2026-11-01")
+    assert results.height == ROWS_PER_DAY
+    assert (results["response"].str.len_chars() > 0).all()
