@@ -17,6 +17,10 @@ import polars as pl
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.tables import REJECTS_SCHEMA
 
+# Providers that restrict request ids (a batch line's custom_id); a row whose id breaks the rule is rejected
+# rather than failing the whole submission.
+PROVIDER_ID_RULES = {"anthropic": (r"^[a-zA-Z0-9_-]{1,64}$", "1-64 letters, digits, '_' or '-'")}
+
 
 class SourceError(ValueError):
     """The source cannot be read as declared (no files, missing column, bad query)."""
@@ -99,6 +103,13 @@ def split_rejects(spec: PipelineSpec, partition_key: str, rows: pl.DataFrame) ->
             for column in spec.prompt.columns
         ),
     ]
+    if spec.provider in PROVIDER_ID_RULES:
+        pattern, wording = PROVIDER_ID_RULES[spec.provider]
+        reasons.append(
+            pl.when(id_text.is_not_null() & ~id_text.str.contains(pattern)).then(
+                pl.lit(f"id is not usable by {spec.provider} ({wording})")
+            )
+        )
     joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
     checked = rows.with_row_index("row_number").with_columns(
         pl.when(joined != "").then(joined).alias("_reason")

@@ -82,3 +82,19 @@ def test_missing_columns_and_files_fail_with_names(tmp_path: Path) -> None:
     )
     with pytest.raises(SourceError, match="no column\\(s\\) body"):
         read_partition(spec, "2026-11-01", tmp_path)
+
+
+def test_ids_a_provider_cannot_take_are_rejected_not_fatal(tmp_path: Path) -> None:
+    rows = [
+        {"ticket_id": "ok_1", "created_at": datetime(2026, 11, 1, 1), "subject": "s", "body": "b"},
+        {"ticket_id": "has.dot", "created_at": datetime(2026, 11, 1, 2), "subject": "s", "body": "b"},
+    ]
+    (tmp_path / "data").mkdir()
+    pl.DataFrame(rows).write_parquet(tmp_path / "data" / "x.parquet")
+    anthropic = parse_pipeline_spec(declaration(provider="anthropic", model="claude-haiku-4-5"))
+    partition = read_partition(anthropic, "2026-11-01", tmp_path)
+    assert partition.accepted["ticket_id"].to_list() == ["ok_1"]
+    assert partition.rejects["reason"].to_list() == [
+        "id is not usable by anthropic (1-64 letters, digits, '_' or '-')"
+    ]
+    assert read_partition(parse_pipeline_spec(declaration()), "2026-11-01", tmp_path).accepted.height == 2
