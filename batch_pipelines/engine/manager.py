@@ -48,7 +48,7 @@ class BatchManager:
 
     def __init__(
         self, provider: BatchProvider, store: BatchStore | None = None, *, work_dir: Path | None = None
-    ):
+    ) -> None:
         self.provider = provider
         self.store = store if store is not None else BatchStore()
         self.work_dir = work_dir
@@ -103,7 +103,7 @@ class BatchManager:
         with tempfile.TemporaryDirectory(prefix="batch-", dir=self.work_dir) as tmp:
             try:
                 chunks = await self._prepare(record, requests, Path(tmp))
-            except BaseException:
+            except Exception:  # (an interrupted prepare is redone by the next submit of this job id)
                 await self.store.discard_job(job_id)
                 raise
             now = time.time()
