@@ -25,7 +25,7 @@ from batch_pipelines.engine.models import BatchRequest, BatchResult
 from batch_pipelines.providers.realtime import RealtimeProvider
 from batch_pipelines.ratelimit import RateLimiter
 from batch_pipelines.realtime.caller import RealtimeCaller
-from batch_pipelines.realtime.packing import Packing, plan_packs, unpack
+from batch_pipelines.realtime.packing import Pack, Packing, plan_packs, unpack
 from batch_pipelines.realtime.queue import Lease, QueueCounts, QueueItem, WorkQueue
 
 IDLE_POLL_S = 0.5
@@ -174,23 +174,34 @@ class _Run:
                         await self.queue.release(pending.values())
 
     async def _process(self, pending: dict[str, Lease]) -> None:
-        singles = [lease.request for lease in pending.values()]
-        if self.packing is not None and len(singles) > 1:
-            packs, singles = plan_packs(
-                singles, self.packing, self.response_schema, self.caller.provider.estimate_tokens
+        # An item delivered again (its pack failed, or its worker died) goes alone: it may be the cause.
+        first_tries = [lease.request for lease in pending.values() if lease.attempt == 1]
+        singles = [lease.request for lease in pending.values() if lease.attempt > 1]
+        packs: list[Pack] = []
+        if self.packing is not None and len(first_tries) > 1:
+            packs, first_tries = plan_packs(
+                first_tries, self.packing, self.response_schema, self.caller.provider.estimate_tokens
             )
-            for pack in packs:
-                self.packed_calls += 1
-                attempt = max(pending[item.id].attempt for item in pack.items)
-                packed = await self.caller.call(pack.request, pack.schema, attempt=attempt)
-                unpacked = unpack(pack, packed, self.response_schema)
-                for result in unpacked.answered:
-                    result.attempt = pending[result.id].attempt
-                    await self._finish(pending, result)
-                self.fallback_calls += len(unpacked.fallback)
-                for request in unpacked.fallback:
-                    await self._call_one(pending, request)
-        for request in singles:
+        for pack in packs:
+            await self._send_pack(pending, pack)
+        for request in [*first_tries, *singles]:
+            await self._call_one(pending, request)
+
+    async def _send_pack(self, pending: dict[str, Lease], pack: Pack) -> None:
+        self.packed_calls += 1
+        attempt = max(pending[item.id].attempt for item in pack.items)
+        packed = await self.caller.call(pack.request, pack.schema, attempt=attempt)
+        if packed.error is not None and packed.retryable:
+            # The provider is struggling (outlived the retries): single calls now would only add load.
+            for item in pack.items:
+                await self._finish(pending, _failure_for(item, packed, pending[item.id].attempt))
+            return
+        unpacked = unpack(pack, packed, self.response_schema)
+        for result in unpacked.answered:
+            result.attempt = pending[result.id].attempt
+            await self._finish(pending, result)
+        self.fallback_calls += len(unpacked.fallback)
+        for request in unpacked.fallback:
             await self._call_one(pending, request)
 
     async def _call_one(self, pending: dict[str, Lease], request: BatchRequest) -> None:
@@ -213,3 +224,10 @@ class _Run:
                 await self.queue.dead_letter(lease, result)
                 self.dead_lettered += 1
         del pending[result.id]
+
+
+def _failure_for(request: BatchRequest, packed: BatchResult, attempt: int) -> BatchResult:
+    """An item's share of its pack's transient failure."""
+    return BatchResult(
+        request.id, error=packed.error, error_type=packed.error_type, retryable=True, attempt=attempt
+    )

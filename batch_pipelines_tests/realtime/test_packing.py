@@ -119,3 +119,32 @@ async def test_packs_respect_the_context_window_and_only_join_requests_of_the_sa
     assert [len(pack.items) for pack in packs] == [2, 2, 2]
     assert [request.id for pack in packs for request in pack.items] == [request.id for request in same]
     assert all(openai_realtime.estimate_tokens(pack.request) <= window for pack in packs)
+
+
+async def test_a_pack_that_keeps_failing_transiently_is_redelivered_and_its_items_go_alone(
+    emulator: EmulatorProcess, openai_realtime: OpenAIRealtimeProvider, queue: WorkQueue
+) -> None:
+    # The marker fails the first two sends of the exact text carrying it: the pack's, then the item's.
+    flaky = chat(
+        "flaky", "[[emulator:server_error:2]] refund", system="Classify the support ticket.", max_tokens=20
+    )
+    summary = await process_realtime(
+        [*classify(3), flaky],
+        provider_client=openai_realtime,
+        limiter=None,
+        queue=queue,
+        concurrency=1,
+        response_schema=LABEL_SCHEMA,
+        packing=Packing(items_per_prompt=4),
+        max_call_attempts=2,
+        initial_retry_wait_s=0.01,
+        max_retry_wait_s=0.02,
+        retry_delay_s=0.01,
+    )
+
+    assert summary.answered == 4 and summary.dead_lettered == 0
+    assert (summary.packed_calls, summary.fallback_calls) == (1, 0)
+    # pack: 2 failed sends; then alone: 3 clean items, and the flaky one fails twice, then succeeds.
+    assert chat_calls(emulator) == 2 + 3 + 2 + 1
+    attempts = {result.id: result.attempt for result in await queue.results()}
+    assert attempts == {"t0": 2, "t1": 2, "t2": 2, "flaky": 3}
