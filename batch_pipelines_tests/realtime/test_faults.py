@@ -100,3 +100,16 @@ async def test_a_request_larger_than_the_whole_token_limit_is_dead_lettered_with
     assert chat_calls(emulator) == 1
     [dead] = await queue.dead_letters()
     assert dead.item_id == "huge" and dead.error_type == "request_too_large"
+
+
+async def test_a_429_saying_the_request_is_too_large_is_never_retried(
+    emulator: EmulatorProcess, openai_realtime: OpenAIRealtimeProvider, queue: WorkQueue
+) -> None:
+    emulator.configure({"rate_limits": {"tpm": 200, "window_s": 1.0}})
+    summary = await process_realtime(
+        [chat("huge", "word " * 400)], provider_client=openai_realtime, limiter=None, queue=queue
+    )
+
+    assert (summary.dead_lettered, summary.requests_sent, summary.rate_limited) == (1, 1, 1)
+    [dead] = await queue.dead_letters()
+    assert dead.error_type == "request_too_large" and "Request too large" in dead.error
