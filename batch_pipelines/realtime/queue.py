@@ -35,6 +35,41 @@ T = TypeVar("T")
 DEFAULT_VISIBILITY_TIMEOUT_S = 300.0
 DEFAULT_MAX_ATTEMPTS = 5
 
+# Built once: the hot path then costs SQLAlchemy a cache lookup instead of building expressions.
+_item = tables.items.c
+_is_open = _item.state.in_(tables.OPEN_STATES)
+_NEXT = (
+    sa.select(_item.item_id, _item.payload, _item.priority, _item.attempts, _item.state)
+    .where(_item.queue == sa.bindparam("q"), _is_open, _item.visible_at <= sa.bindparam("now"))
+    .order_by(_item.priority.desc(), _item.seq)
+    .limit(sa.bindparam("n"))
+)
+_TAKE = (
+    sa.update(tables.items)
+    .where(_item.queue == sa.bindparam("q"), _item.item_id == sa.bindparam("id"))
+    .values(
+        state=LEASED,
+        attempts=_item.attempts + 1,
+        lease_owner=sa.bindparam("owner"),
+        lease_token=sa.bindparam("token"),
+        visible_at=sa.bindparam("expires"),
+    )
+)
+_WAKEUP = sa.select(sa.func.min(_item.visible_at)).where(_item.queue == sa.bindparam("q"), _is_open)
+_FINISH = (
+    sa.update(tables.items)
+    .where(_item.queue == sa.bindparam("q"), _item.item_id == sa.bindparam("id"))
+    .values(
+        state=sa.bindparam("state"),
+        visible_at=None,
+        lease_owner=None,
+        lease_token=None,
+        last_error=sa.bindparam("error"),
+    )
+)
+_WRITE_RESULT = sqlite.insert(tables.results).on_conflict_do_nothing(index_elements=["queue", "item_id"])
+_WRITE_DEAD = sqlite.insert(tables.dead_letters).on_conflict_do_nothing(index_elements=["queue", "item_id"])
+
 
 @dataclass(frozen=True, slots=True)
 class QueueItem:
@@ -154,7 +189,7 @@ class WorkQueue:
                     "payload": item.request.to_json(),
                     "state": PENDING,
                     "attempts": 0,
-                    "available_at": now,
+                    "visible_at": now,
                 }
                 for index, item in enumerate(queued)
             ]
@@ -172,50 +207,35 @@ class WorkQueue:
 
     def _lease(self, owner: str, limit: int) -> list[Lease]:
         now = time.time()
-        item = tables.items.c
-        expired = sa.and_(item.state == LEASED, item.lease_expires <= now)
+        token = uuid.uuid4().hex
+        leases: list[Lease] = []
         with self._begin() as conn:
-            exhausted = conn.execute(
-                sa.select(tables.items).where(
-                    item.queue == self.name, expired, item.attempts >= self.max_attempts
-                )
-            ).mappings()
-            for row in list(exhausted):
-                message = f"the lease expired {row['attempts']} times (worker died or took too long)"
-                failure = BatchResult(
-                    row["item_id"], error=message, error_type="lease_expired", attempt=row["attempts"]
-                )
-                self._write_result(conn, failure, now)
-                self._bury(
-                    conn, row["item_id"], row["attempts"], row["payload"], message, "lease_expired", now
-                )
-            ready = sa.or_(sa.and_(item.state == PENDING, item.available_at <= now), expired)
-            rows = (
-                conn.execute(
-                    sa.select(item.item_id, item.payload, item.priority, item.attempts)
-                    .where(item.queue == self.name, ready)
-                    .order_by(item.priority.desc(), item.seq)
-                    .limit(limit)
-                )
-                .mappings()
-                .all()
-            )
-            leases = []
-            for row in rows:
-                token = uuid.uuid4().hex
-                conn.execute(
-                    sa.update(tables.items)
-                    .where(item.queue == self.name, item.item_id == row["item_id"])
-                    .values(
-                        state=LEASED,
-                        attempts=row["attempts"] + 1,
-                        lease_owner=owner,
-                        lease_token=token,
-                        lease_expires=now + self.visibility_timeout_s,
+            rows = conn.execute(_NEXT, {"q": self.name, "now": now, "n": limit}).all()
+            for item_id, payload, priority, attempts, state in rows:
+                if state == LEASED and attempts >= self.max_attempts:  # its lease expired once too often
+                    message = f"the lease expired {attempts} times (worker died or took too long)"
+                    failure = BatchResult(
+                        item_id, error=message, error_type="lease_expired", attempt=attempts
                     )
+                    self._write_result(conn, failure, now)
+                    self._bury(conn, item_id, attempts, payload, message, "lease_expired", now)
+                    continue
+                leases.append(Lease(item_id, BatchRequest.from_json(payload), priority, attempts + 1, token))
+            if leases:
+                expires = now + self.visibility_timeout_s
+                conn.execute(
+                    _TAKE,
+                    [
+                        {
+                            "q": self.name,
+                            "id": lease.item_id,
+                            "owner": owner,
+                            "token": token,
+                            "expires": expires,
+                        }
+                        for lease in leases
+                    ],
                 )
-                request = BatchRequest.from_json(row["payload"])
-                leases.append(Lease(row["item_id"], request, row["priority"], row["attempts"] + 1, token))
         return leases
 
     async def next_wakeup(self) -> float | None:
@@ -223,20 +243,9 @@ class WorkQueue:
         return await self._run(self._next_wakeup)
 
     def _next_wakeup(self) -> float | None:
-        item = tables.items.c
         with self._begin() as conn:
-            pending = conn.execute(
-                sa.select(sa.func.min(item.available_at)).where(
-                    item.queue == self.name, item.state == PENDING
-                )
-            ).scalar_one()
-            leased = conn.execute(
-                sa.select(sa.func.min(item.lease_expires)).where(
-                    item.queue == self.name, item.state == LEASED
-                )
-            ).scalar_one()
-        moments = [moment for moment in (pending, leased) if moment is not None]
-        return max(0.0, min(moments) - time.time()) if moments else None
+            moment = conn.execute(_WAKEUP, {"q": self.name}).scalar_one()
+        return None if moment is None else max(0.0, moment - time.time())
 
     # -- finishing ------------------------------------------------------------------------------------
 
@@ -249,11 +258,7 @@ class WorkQueue:
         now = time.time()
         with self._begin() as conn:
             self._write_result(conn, result, now)
-            conn.execute(
-                sa.update(tables.items)
-                .where(tables.items.c.queue == self.name, tables.items.c.item_id == lease.item_id)
-                .values(state=DONE, lease_owner=None, lease_token=None, lease_expires=None)
-            )
+            conn.execute(_FINISH, {"q": self.name, "id": lease.item_id, "state": DONE, "error": None})
 
     async def retry_later(self, lease: Lease, result: BatchResult, delay_s: float) -> bool:
         """Give a transiently failed item back, available again after ``delay_s``; on its last attempt it
@@ -278,11 +283,10 @@ class WorkQueue:
             conn.execute(
                 self._held(lease).values(
                     state=PENDING,
-                    available_at=now + delay_s,
+                    visible_at=now + delay_s,
                     last_error=_error(result),
                     lease_owner=None,
                     lease_token=None,
-                    lease_expires=None,
                 )
             )
             return False
@@ -319,10 +323,9 @@ class WorkQueue:
                     self._held(lease).values(
                         state=PENDING,
                         attempts=lease.attempt - 1,
-                        available_at=now,
+                        visible_at=now,
                         lease_owner=None,
                         lease_token=None,
-                        lease_expires=None,
                     )
                 )
 
@@ -382,8 +385,7 @@ class WorkQueue:
         )
 
     def _write_result(self, conn: Connection, result: BatchResult, now: float) -> None:
-        statement = sqlite.insert(tables.results).on_conflict_do_nothing(index_elements=["queue", "item_id"])
-        conn.execute(statement, [tables.result_row(self.name, result, now)])
+        conn.execute(_WRITE_RESULT, [tables.result_row(self.name, result, now)])
 
     def _bury(
         self,
@@ -395,37 +397,26 @@ class WorkQueue:
         error_type: str | None,
         now: float,
     ) -> None:
-        statement = sqlite.insert(tables.dead_letters).on_conflict_do_nothing(
-            index_elements=["queue", "item_id"]
-        )
-        conn.execute(
-            statement,
-            [
-                {
-                    "queue": self.name,
-                    "item_id": item_id,
-                    "attempts": attempts,
-                    "error": error,
-                    "error_type": error_type,
-                    "payload": payload,
-                    "dead_at": now,
-                }
-            ],
-        )
-        conn.execute(
-            sa.update(tables.items)
-            .where(tables.items.c.queue == self.name, tables.items.c.item_id == item_id)
-            .values(state=DEAD, last_error=error, lease_owner=None, lease_token=None, lease_expires=None)
-        )
+        dead = {
+            "queue": self.name,
+            "item_id": item_id,
+            "attempts": attempts,
+            "error": error,
+            "error_type": error_type,
+            "payload": payload,
+            "dead_at": now,
+        }
+        conn.execute(_WRITE_DEAD, [dead])
+        conn.execute(_FINISH, {"q": self.name, "id": item_id, "state": DEAD, "error": error})
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(partial(self._locked, func, *args))
 
     def _locked(self, func: Callable[..., T], *args: Any) -> T:
-        if self._memory:
-            with self._lock:
-                return func(*args)
-        return func(*args)
+        # One transaction at a time per process: threads queue on this lock in order instead of meeting
+        # SQLite's busy handler, whose back-off sleeps grow to 100 ms under contention.
+        with self._lock:
+            return func(*args)
 
     def _begin(self) -> Any:
         if self._engine is None:

@@ -26,13 +26,19 @@ items = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("state", sa.String(10), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("available_at", sa.Float, nullable=False),
+    # When the item may be leased: a pending item once its retry delay has passed, a leased one when its
+    # lease expires; NULL once done or dead.
+    sa.Column("visible_at", sa.Float),
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_token", sa.String(40)),
-    sa.Column("lease_expires", sa.Float),
     sa.Column("last_error", sa.Text),
-    sa.Index("rt_items_next", "queue", "state", sa.text("priority DESC"), "seq"),
 )
+OPEN_STATES = (PENDING, LEASED)
+_open = sa.text(f"state IN ('{PENDING}', '{LEASED}')")
+# Partial indexes over open items only, so finished items cost nothing however many there are: the next
+# lease walks the first one in priority order, the next wake-up the second.
+sa.Index("rt_items_next", items.c.queue, items.c.priority.desc(), items.c.seq, sqlite_where=_open)
+sa.Index("rt_items_wakeup", items.c.queue, items.c.visible_at, sqlite_where=_open)
 
 results = sa.Table(
     "rt_results",
