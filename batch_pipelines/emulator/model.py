@@ -259,13 +259,23 @@ def check_anthropic(body: dict[str, Any]) -> tuple[str, int, list[dict[str, Any]
     return model, max_tokens, messages
 
 
+def anthropic_output_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON-schema output format asked for: GA `output_config.format`, or the beta `output_format`."""
+    config = body.get("output_config")
+    candidates = [config.get("format") if isinstance(config, dict) else None, body.get("output_format")]
+    for candidate in candidates:
+        if isinstance(candidate, dict) and isinstance(candidate.get("schema"), dict):
+            return candidate
+    return None
+
+
 def anthropic_message(body: dict[str, Any], chars_per_token: float, reply_tokens: int) -> dict[str, Any]:
     model, max_tokens, messages = check_anthropic(body)
     system = body.get("system")
     prompt = prompt_text(messages, system)
     structured = None
-    output_format = body.get("output_format")
-    if isinstance(output_format, dict) and isinstance(output_format.get("schema"), dict):
+    output_format = anthropic_output_format(body)
+    if output_format is not None:
         structured = json.dumps(instance_for_schema(output_format["schema"], prompt))
     text = structured if structured is not None else reply_text(prompt, model, reply_tokens, chars_per_token)
     text, truncated = _limited(text, max_tokens, chars_per_token)

@@ -80,11 +80,12 @@ class AnthropicProvider:
             raise ValueError(
                 f"request {request.id!r}: Anthropic needs ids of 1-64 letters, digits, '_' or '-'"
             )
-        line = {
-            "custom_id": request.id,
-            "params": message_params(self.model, request, self.default_max_tokens),
-        }
-        return (_encode(line) + "\n").encode()
+        params = message_params(self.model, request, self.default_max_tokens)
+        if response_schema is not None:
+            # Structured outputs (GA form): the model is constrained to the schema, which the engine
+            # still validates on the way back.
+            params["output_config"] = {"format": {"type": "json_schema", "schema": response_schema}}
+        return (_encode({"custom_id": request.id, "params": params}) + "\n").encode()
 
     async def create_batch(
         self, path: Path, *, kind: RequestKind, tags: dict[str, str]

@@ -85,3 +85,24 @@ async def test_batch_refused_at_create_fails_its_requests_with_the_reason(
     results = await manager.get_results(job.id)
     assert {(r.error_type, r.retryable) for r in results} == {("invalid_request", False)}
     assert "at most 2 requests" in (results[0].error or "")
+
+
+async def test_structured_output_is_requested_parsed_and_validated(
+    anthropic_provider: AnthropicProvider,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "category": {"type": "string", "enum": ["billing", "bug"]},
+            "urgency": {"type": "integer"},
+        },
+        "required": ["category", "urgency"],
+    }
+    manager = BatchManager(anthropic_provider)
+    job = await manager.submit(
+        [chat(f"t{i}", f"Triage ticket {i}") for i in range(3)], response_schema=schema
+    )
+    await wait_for(manager, job.id)
+    results = await manager.get_results(job.id)
+    assert [r.error for r in results] == [None, None, None]
+    assert all(isinstance(r.parsed, dict) and r.parsed["category"] in {"billing", "bug"} for r in results)
