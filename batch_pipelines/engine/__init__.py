@@ -4,7 +4,8 @@
     store = BatchStore(Path("batches.db"))            # or "sqlite:///…", "postgresql://…"; omit: in memory
     await store.initialize()
     manager = BatchManager(provider=provider, store=store)
-    job = await manager.submit(requests, job_id="nightly-2026-11-22", metadata={...}, response_schema=None)
+    job = await manager.submit(requests, job_id="nightly-2026-11-22", metadata={...}, response_schema=None,
+                               max_cost_usd=5.0)  # refused (BudgetExceededError) before upload if over
     job = await manager.refresh(job.id)               # poll the provider once; job.status, .detail, .progress
     async for result in manager.iter_results(job.id):  # once terminal: exactly one BatchResult per request
         ...
@@ -18,6 +19,7 @@ same ``job_id`` after a crash resumes the job instead of duplicating it.
 
 from batch_pipelines.engine.errors import (
     BatchEngineError,
+    BudgetExceededError,
     DuplicateRequestIdError,
     JobNotFinishedError,
     JobNotFoundError,
@@ -45,6 +47,7 @@ __all__ = [
     "BatchResult",
     "BatchStatus",
     "BatchStore",
+    "BudgetExceededError",
     "DuplicateRequestIdError",
     "JobCost",
     "JobNotFinishedError",

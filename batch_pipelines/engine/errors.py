@@ -31,6 +31,26 @@ class DuplicateRequestIdError(BatchEngineError, ValueError):
         super().__init__(f"request ids must be unique within a submission; duplicated: {shown}{more}")
 
 
+class BudgetExceededError(BatchEngineError, ValueError):
+    """A submission whose cost estimate exceeds the budget it was given; refused before any upload."""
+
+    def __init__(self, job_id: str, estimated_usd: float | None, max_cost_usd: float, note: str = "") -> None:
+        self.job_id = job_id
+        self.estimated_usd = estimated_usd
+        self.max_cost_usd = max_cost_usd
+        if estimated_usd is None:
+            message = (
+                f"job {job_id!r} refused: its cost cannot be estimated (no price for the model), so the "
+                f"budget of ${max_cost_usd:.4f} cannot be guaranteed; give the provider a price"
+            )
+        else:
+            message = (
+                f"job {job_id!r} refused: estimated ${estimated_usd:.4f} exceeds the budget of "
+                f"${max_cost_usd:.4f}; nothing was uploaded"
+            )
+        super().__init__(message + (f" ({note})" if note else ""))
+
+
 class JobNotFinishedError(BatchEngineError):
     """Results or a retry were asked for while provider batches are still running."""
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from batch_pipelines.engine.collecting import ResultCollector
 from batch_pipelines.engine.errors import (
+    BudgetExceededError,
     DuplicateRequestIdError,
     JobNotFinishedError,
     JobNotFoundError,
@@ -64,13 +65,18 @@ class BatchManager:
         job_id: str | None = None,
         metadata: dict[str, str] | None = None,
         response_schema: dict[str, Any] | None = None,
+        max_cost_usd: float | None = None,
+        budget_note: str = "",
     ) -> BatchJob:
         """Split ``requests`` into provider batches and create them; returns without waiting.
 
         With a ``job_id`` already submitted, returns that job (finishing any launch a crash interrupted)
         and creates nothing new. ``metadata`` is kept with the job; ``response_schema`` (a JSON schema)
-        makes each response parsed and validated into ``BatchResult.parsed``. Raises
-        DuplicateRequestIdError naming repeated request ids, ValueError for unusable input.
+        makes each response parsed and validated into ``BatchResult.parsed``. With ``max_cost_usd``, a job
+        whose estimate (batch price, ``max_tokens`` or a default per answer) exceeds it — or cannot be
+        estimated — raises BudgetExceededError before anything is uploaded and leaves no trace in the
+        store; ``budget_note`` is added to that message. Raises DuplicateRequestIdError naming repeated
+        request ids, ValueError for unusable input.
         """
         await self.store.initialize()
         job_id = job_id or f"job-{uuid.uuid4().hex}"
@@ -106,6 +112,11 @@ class BatchManager:
             except Exception:  # (an interrupted prepare is redone by the next submit of this job id)
                 await self.store.discard_job(job_id)
                 raise
+            if max_cost_usd is not None and (
+                record.estimated_usd is None or record.estimated_usd > max_cost_usd
+            ):
+                await self.store.discard_job(job_id)
+                raise BudgetExceededError(job_id, record.estimated_usd, max_cost_usd, budget_note)
             now = time.time()
             await self.store.add_batches([intent(job_id, 1, chunk, now) for chunk in chunks])
             record.prepared = True

@@ -119,12 +119,15 @@ class JobProgress:
 
 @dataclass(frozen=True, slots=True)
 class JobCost:
-    """USD. ``estimated`` is known before submit; the others come from reported usage (None if unpriced)."""
+    """USD. ``estimated`` is known before submit; the others come from reported usage (None if unpriced).
+    ``input_tokens``/``output_tokens`` are the reported usage the figures come from."""
 
     estimated_usd: float | None
     actual_usd: float | None
     realtime_usd: float | None
     saved_usd: float | None
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ def job_cost(
 ) -> JobCost:
     """The cost figures of a job from its reported usage so far."""
     if price is None:
-        return JobCost(estimated_usd, None, None, None)
+        return JobCost(estimated_usd, None, None, None, input_tokens, output_tokens)
     actual = price.cost(input_tokens, output_tokens, batch=True)
     realtime = price.cost(input_tokens, output_tokens, batch=False)
-    return JobCost(estimated_usd, actual, realtime, realtime - actual)
+    return JobCost(estimated_usd, actual, realtime, realtime - actual, input_tokens, output_tokens)
