@@ -1,11 +1,12 @@
-"""The worker pool: ``concurrency`` tasks lease items from the queue, call the provider, and finish them.
+"""The worker pool: ``concurrency`` tasks call the provider for items leased from the work queue.
 
-Each task leases one item (or one pack's worth with packing), sends it through the ``RealtimeCaller`` and
-then, in one queue transaction, writes the result and acks (success), gives the item back for a later
-attempt (a transient failure that outlived its retries), or dead-letters it (a permanent failure). When
-nothing is leasable the task waits for the queue's next moment (a delayed retry, another worker's lease
-expiring) and stops once no item is open, so several processes can drain one queue together and a run
-started after a crash finishes what the crashed one left.
+A dispatcher leases items for every idle task in one transaction (``LeaseDispatcher``); each task sends
+its item (or pack) through the ``RealtimeCaller`` and hands the outcome to the ``ResultWriter``, which
+writes results and acks (success), gives items back for a later attempt (a transient failure that
+outlived its retries) or dead-letters them (a permanent failure), many per transaction. When nothing is
+leasable the dispatcher waits for the queue's next moment (a delayed retry, another worker's lease
+expiring) and the run ends once no item is open, so several processes can drain one queue together and
+a run started after a crash finishes what the crashed one left.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -26,9 +27,9 @@ from batch_pipelines.providers.realtime import RealtimeProvider
 from batch_pipelines.ratelimit import RateLimiter
 from batch_pipelines.realtime.caller import RealtimeCaller
 from batch_pipelines.realtime.packing import Pack, Packing, plan_packs, unpack
-from batch_pipelines.realtime.queue import Lease, QueueCounts, QueueItem, WorkQueue
-
-IDLE_POLL_S = 0.5
+from batch_pipelines.realtime.queue import Lease, Outcome, QueueCounts, QueueItem, WorkQueue
+from batch_pipelines.realtime.queue_io import LeaseDispatcher, ResultWriter
+from batch_pipelines.realtime.queue_tables import DEAD, DONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +112,13 @@ async def process_realtime(
         owner=worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
     )
     started = time.monotonic()
-    async with anyio.create_task_group() as tasks:
-        for _ in range(concurrency):
-            tasks.start_soon(run.work)
+    async with anyio.create_task_group() as writing:
+        writing.start_soon(run.writer.run)
+        async with anyio.create_task_group() as working:
+            working.start_soon(run.dispatcher.run)
+            for _ in range(concurrency):
+                working.start_soon(run.work)
+        run.writer.close()
     counters = caller.counters
     return RealtimeSummary(
         answered=run.answered,
@@ -148,7 +153,10 @@ class _Run:
         self.response_schema = response_schema
         self.packing = packing
         self.retry_delay_s = retry_delay_s
-        self.owner = owner
+        self.dispatcher = LeaseDispatcher(
+            queue, owner, packing.items_per_prompt if packing is not None else 1
+        )
+        self.writer = ResultWriter(queue)
         self.answered = 0
         self.dead_lettered = 0
         self.retried_later = 0
@@ -156,15 +164,7 @@ class _Run:
         self.fallback_calls = 0
 
     async def work(self) -> None:
-        batch = self.packing.items_per_prompt if self.packing is not None else 1
-        while True:
-            leases = await self.queue.lease(self.owner, batch)
-            if not leases:
-                wakeup = await self.queue.next_wakeup()
-                if wakeup is None:
-                    return
-                await anyio.sleep(min(wakeup, IDLE_POLL_S) + 0.01)
-                continue
+        while (leases := await self.dispatcher.next()) is not None:
             pending = {lease.item_id: lease for lease in leases}
             try:
                 await self._process(pending)
@@ -210,20 +210,18 @@ class _Run:
         await self._finish(pending, result)
 
     async def _finish(self, pending: dict[str, Lease], result: BatchResult) -> None:
-        lease = pending[result.id]
-        with anyio.CancelScope(shield=True):  # a result that was paid for must reach the queue
-            if result.error is None:
-                await self.queue.complete(lease, result)
-                self.answered += 1
-            elif result.retryable:
-                if await self.queue.retry_later(lease, result, self.retry_delay_s):
-                    self.dead_lettered += 1
-                else:
-                    self.retried_later += 1
-            else:
-                await self.queue.dead_letter(lease, result)
-                self.dead_lettered += 1
-        del pending[result.id]
+        lease = pending.pop(result.id)  # from here on the writer owns it, even if this task is cancelled
+        if result.error is None:
+            disposition: Literal["done", "retry", "dead"] = "done"
+        else:
+            disposition = "retry" if result.retryable else "dead"
+        state = await self.writer.submit(Outcome(lease, result, disposition, self.retry_delay_s))
+        if state == DONE:
+            self.answered += 1
+        elif state == DEAD:
+            self.dead_lettered += 1
+        else:
+            self.retried_later += 1
 
 
 def _failure_for(request: BatchRequest, packed: BatchResult, attempt: int) -> BatchResult:

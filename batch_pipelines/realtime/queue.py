@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 import sqlalchemy as sa
@@ -88,6 +88,16 @@ class Lease:
     priority: int
     attempt: int
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one delivery ended (see ``WorkQueue.finish``); ``delay_s`` only matters for a retry."""
+
+    lease: Lease
+    result: BatchResult
+    disposition: Literal["done", "retry", "dead"]
+    delay_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,65 +259,59 @@ class WorkQueue:
 
     # -- finishing ------------------------------------------------------------------------------------
 
-    async def complete(self, lease: Lease, result: BatchResult) -> None:
-        """Write the result, then ack the item, in one transaction. A result already written for the item
-        (by a worker whose lease had expired) stays: the first answer wins."""
-        await self._run(self._complete, lease, result)
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Record how deliveries ended, all in one transaction; returns each item's new state.
 
-    def _complete(self, lease: Lease, result: BatchResult) -> None:
+        ``done``: write the result, then ack. ``retry``: give the item back, leasable again after
+        ``delay_s`` (on its last attempt it is dead-lettered instead, with this result). ``dead``: write the
+        result and move the item to the dead-letter table. A result already written for an item (by a
+        worker whose lease had expired) stays: the first answer wins.
+        """
+        if not outcomes:
+            return []
+        return await self._run(self._finish, outcomes)
+
+    def _finish(self, outcomes: Sequence[Outcome]) -> list[str]:
         now = time.time()
+        states: list[str] = []
         with self._begin() as conn:
-            self._write_result(conn, result, now)
-            conn.execute(_FINISH, {"q": self.name, "id": lease.item_id, "state": DONE, "error": None})
+            for outcome in outcomes:
+                lease, result = outcome.lease, outcome.result
+                if outcome.disposition == "retry" and lease.attempt < self.max_attempts:
+                    conn.execute(
+                        self._held(lease).values(
+                            state=PENDING,
+                            visible_at=now + outcome.delay_s,
+                            last_error=_error(result),
+                            lease_owner=None,
+                            lease_token=None,
+                        )
+                    )
+                    states.append(PENDING)
+                    continue
+                self._write_result(conn, result, now)
+                if outcome.disposition == "done":
+                    conn.execute(_FINISH, {"q": self.name, "id": lease.item_id, "state": DONE, "error": None})
+                    states.append(DONE)
+                else:
+                    payload = lease.request.to_json()
+                    self._bury(
+                        conn, lease.item_id, lease.attempt, payload, _error(result), result.error_type, now
+                    )
+                    states.append(DEAD)
+        return states
+
+    async def complete(self, lease: Lease, result: BatchResult) -> None:
+        """``finish`` one answered item: its result is written, then it is acked."""
+        await self.finish([Outcome(lease, result, "done")])
 
     async def retry_later(self, lease: Lease, result: BatchResult, delay_s: float) -> bool:
-        """Give a transiently failed item back, available again after ``delay_s``; on its last attempt it
-        goes to the dead-letter table instead. Returns True when it was dead-lettered."""
-        return await self._run(self._retry_later, lease, result, delay_s)
-
-    def _retry_later(self, lease: Lease, result: BatchResult, delay_s: float) -> bool:
-        now = time.time()
-        with self._begin() as conn:
-            if lease.attempt >= self.max_attempts:
-                self._write_result(conn, result, now)
-                self._bury(
-                    conn,
-                    lease.item_id,
-                    lease.attempt,
-                    lease.request.to_json(),
-                    _error(result),
-                    result.error_type,
-                    now,
-                )
-                return True
-            conn.execute(
-                self._held(lease).values(
-                    state=PENDING,
-                    visible_at=now + delay_s,
-                    last_error=_error(result),
-                    lease_owner=None,
-                    lease_token=None,
-                )
-            )
-            return False
+        """``finish`` one transient failure; True when it was dead-lettered (it was its last attempt)."""
+        return await self.finish([Outcome(lease, result, "retry", delay_s)]) == [DEAD]
 
     async def dead_letter(self, lease: Lease, result: BatchResult) -> None:
-        """A permanent failure: write its result, then move the item to the dead-letter table."""
-        await self._run(self._dead_letter, lease, result)
-
-    def _dead_letter(self, lease: Lease, result: BatchResult) -> None:
-        now = time.time()
-        with self._begin() as conn:
-            self._write_result(conn, result, now)
-            self._bury(
-                conn,
-                lease.item_id,
-                lease.attempt,
-                lease.request.to_json(),
-                _error(result),
-                result.error_type,
-                now,
-            )
+        """``finish`` one permanent failure: its result is written and it moves to the dead-letter table."""
+        await self.finish([Outcome(lease, result, "dead")])
 
     async def release(self, leases: Iterable[Lease]) -> None:
         """Hand back leases a worker will not process (it is stopping); the delivery does not count."""

@@ -8,7 +8,8 @@ import anyio
 import pytest
 
 from batch_pipelines.engine.models import BatchResult
-from batch_pipelines.realtime import Lease, QueueItem, WorkQueue
+from batch_pipelines.realtime import Lease, QueueCounts, QueueItem, WorkQueue
+from batch_pipelines.realtime.queue import Outcome
 from batch_pipelines_tests.realtime.conftest import chat, tickets
 
 pytestmark = pytest.mark.anyio
@@ -102,3 +103,23 @@ def test_only_sqlite_locations_are_accepted() -> None:
         WorkQueue("postgresql://db/queue")
     with pytest.raises(ValueError, match="max_attempts"):
         WorkQueue(max_attempts=0)
+
+
+async def test_one_finish_records_answers_retries_and_dead_letters_together(queue: WorkQueue) -> None:
+    await queue.initialize()
+    await queue.enqueue(tickets(3))
+    answered, flaky, broken = await queue.lease("w", 3)
+
+    states = await queue.finish(
+        [
+            Outcome(answered, BatchResult("t0", response="billing"), "done"),
+            Outcome(
+                flaky, BatchResult("t1", error="overloaded", error_type="overloaded", retryable=True), "retry"
+            ),
+            Outcome(broken, BatchResult("t2", error="bad request", error_type="invalid_request"), "dead"),
+        ]
+    )
+
+    assert states == ["done", "pending", "dead"]
+    assert await queue.counts() == QueueCounts(pending=1, leased=0, done=1, dead=1)
+    assert sorted(result.id for result in await queue.results()) == ["t0", "t2"]
