@@ -27,6 +27,9 @@ from batch_pipelines.storage.tables import (
 )
 
 
+EMBEDDING_COLUMN = "embedding"  # an embedding pipeline's vectors, list[float] in Parquet and DuckDB
+
+
 class JobStillRunningError(RuntimeError):
     """The job is not terminal yet; the completion sensor requests the results run when it is."""
 
@@ -43,7 +46,8 @@ class CollectionOutcome:
 
 
 def results_frame_schema(spec: PipelineSpec) -> dict[str, pl.DataType]:
-    return {**RESULTS_SCHEMA, **parsed_columns(spec.response_schema)}
+    embedding = {EMBEDDING_COLUMN: pl.List(pl.Float64())} if spec.kind == "embedding" else {}
+    return {**RESULTS_SCHEMA, **parsed_columns(spec.response_schema), **embedding}
 
 
 async def collect_partition(
@@ -66,11 +70,11 @@ async def collect_partition(
     answered, dead, retry = [], [], []
     for result in results:
         if result.ok:
-            answered.append(_result_row(spec, partition_key, job, result, hashes.get(result.id, ""), version))
+            answered.append(result_row(spec, partition_key, job, result, hashes.get(result.id, ""), version))
         elif result.retryable and job.attempt < spec.max_attempts:
             retry.append(result)
         else:
-            dead.append(_dead_row(spec, partition_key, job, result, hashes.get(result.id, "")))
+            dead.append(dead_row(spec, partition_key, job, result, hashes.get(result.id, "")))
 
     job_ids = {result.id for result in results}
     schema = results_frame_schema(spec)
@@ -101,7 +105,7 @@ async def collect_partition(
     )
 
 
-def _result_row(
+def result_row(
     spec: PipelineSpec, partition_key: str, job: BatchJob, result: BatchResult, item_hash: str, version: str
 ) -> dict[str, Any]:
     return {
@@ -118,10 +122,11 @@ def _result_row(
         "request_hash": item_hash,
         "spec_version": version,
         **parse_response_fields(result.response, spec.response_schema),
+        **({EMBEDDING_COLUMN: result.embedding} if spec.kind == "embedding" else {}),
     }
 
 
-def _dead_row(
+def dead_row(
     spec: PipelineSpec, partition_key: str, job: BatchJob, result: BatchResult, item_hash: str
 ) -> dict[str, Any]:
     return {

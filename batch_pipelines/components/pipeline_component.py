@@ -43,8 +43,9 @@ class BatchPipelineComponent(dg.Component, dg.Model, dg.Resolvable):
     )
     id_column: str = Field(description="Column that identifies a row; must be non-null and unique.")
     prompt: dict[str, Any] = Field(description="`system` and `user` templates; `{column}` inserts a value.")
-    provider: str = Field(description="`openai` or `anthropic`.")
+    provider: str = Field(description="`openai`, `anthropic` or `local` (sentence-transformers).")
     model: str  # type: ignore[assignment]
+    kind: str = Field(default="chat", description="`chat`, or `embedding` (embeds the `user` template).")
     params: dict[str, Any] = Field(default_factory=dict, description="Model parameters, e.g. max_tokens.")
     mode: str = Field(default="batch", description="`batch` (realtime and auto are reserved).")
     response_schema: dict[str, Any] | None = Field(default=None, description="JSON schema of a response.")

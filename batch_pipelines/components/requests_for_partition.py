@@ -27,6 +27,10 @@ def plan_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> list[PlannedReque
     planned = []
     for row in inputs.iter_rows(named=True):
         messages = render_messages(spec, row)
+        if spec.kind == "embedding":
+            request = BatchRequest(id=str(row[spec.id_column]), input=messages[-1]["content"])
+            planned.append(PlannedRequest(request=request, request_hash=request_hash(version, messages)))
+            continue
         system = messages[0]["content"] if messages[0]["role"] == "system" else None
         user_messages: list[dict[str, Any]] = [message for message in messages if message["role"] != "system"]
         request = BatchRequest(

@@ -26,6 +26,7 @@ def spec_version(spec: PipelineSpec) -> str:
     shape = {
         "provider": spec.provider,
         "model": spec.model,
+        **({"kind": spec.kind} if spec.kind != "chat" else {}),  # chat specs keep their earlier version
         "params": spec.params,
         "system": spec.prompt.system,
         "user": spec.prompt.user,

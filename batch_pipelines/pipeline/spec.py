@@ -20,7 +20,7 @@ from batch_pipelines.pipeline.partition_keys import check_partition_key
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 FILE_FORMATS = ("parquet", "csv", "jsonl")
-PROVIDERS = ("openai", "anthropic")
+PROVIDERS = ("openai", "anthropic", "local")
 RESERVED_MODES = ("realtime", "auto")
 DEFAULT_CRON = "0 3 * * *"  # 03:00, off-peak for most providers and most teams
 
@@ -170,6 +170,10 @@ class PipelineSpec(_SpecModel):
     prompt: PromptSpec
     provider: str
     model: str = Field(min_length=1)
+    kind: Literal["chat", "embedding"] = Field(
+        default="chat",
+        description="`chat` (one completion per row) or `embedding` (the rendered `user` template).",
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the model, e.g. max_tokens.")
     mode: str = "batch"
     response_schema: dict[str, Any] | None = Field(default=None, description="JSON schema for responses.")
@@ -215,6 +219,12 @@ class PipelineSpec(_SpecModel):
     def _columns_distinct(self) -> PipelineSpec:
         if self.id_column == self.partitions.column:
             raise ValueError("'id_column' and the partition column must differ")
+        if self.kind == "embedding" and (self.prompt.system is not None or self.response_schema is not None):
+            raise ValueError(
+                "an embedding pipeline embeds 'prompt.user' alone: drop 'prompt.system' and 'response_schema'"
+            )
+        if self.provider == "local" and self.kind != "embedding":
+            raise ValueError("provider 'local' runs sentence-transformers models: set 'kind: embedding'")
         return self
 
 

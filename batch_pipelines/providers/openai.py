@@ -140,23 +140,28 @@ class OpenAIProvider:
                     yield line
 
     def parse_result_line(self, line: bytes) -> BatchResult:
-        record = _decode(line.decode())
-        custom_id = record["custom_id"]
-        response = record.get("response")
-        if response and response.get("status_code") == 200:
-            return result_from_body(custom_id, response["body"])
-        if response:
-            error = (response.get("body") or {}).get("error") or {}
-            status = response.get("status_code")
-        else:
-            error = record.get("error") or {}
-            status = None
-        message = str(error.get("message") or "the provider returned no result for this request")
-        error_type, retryable = classify(error.get("code") or error.get("type"), message, status)
-        return BatchResult(custom_id, error=message, error_type=error_type, retryable=retryable)
+        return parse_output_line(line)
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def parse_output_line(line: bytes) -> BatchResult:
+    """One line of an OpenAI batch output or error file (also what `vllm run-batch` writes)."""
+    record = _decode(line.decode())
+    custom_id = record["custom_id"]
+    response = record.get("response")
+    if response and response.get("status_code") == 200:
+        return result_from_body(custom_id, response["body"])
+    if response:
+        error = (response.get("body") or {}).get("error") or {}
+        status = response.get("status_code")
+    else:
+        error = record.get("error") or {}
+        status = None
+    message = str(error.get("message") or "the provider returned no result for this request")
+    error_type, retryable = classify(error.get("code") or error.get("type"), message, status)
+    return BatchResult(custom_id, error=message, error_type=error_type, retryable=retryable)
 
 
 def request_body(model: str, request: BatchRequest, response_schema: dict[str, Any] | None) -> dict[str, Any]:
