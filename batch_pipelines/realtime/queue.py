@@ -1,6 +1,6 @@
 """A durable work queue with leases, attempts, priorities and a dead-letter table (SQLite by default).
 
-Items are leased with a visibility timeout: a worker that dies simply stops renewing nothing, its lease
+Items are leased with a visibility timeout: a worker that dies never acks what it holds, so its lease
 expires and the item is delivered again. An item is acked in the same transaction that writes its result,
 after the result row, so an acked item always has a durable result and an item with a result is never
 sent again. Every delivery counts as an attempt; after ``max_attempts`` the item moves to the dead-letter
