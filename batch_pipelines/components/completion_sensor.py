@@ -19,6 +19,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from batch_pipelines.components.engine_session import open_engine, page_jobs
 from batch_pipelines.components.policies import JOB_ID_TAG, partition_tags
+from batch_pipelines.components.progress_metadata import job_progress_metadata
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.engine.models import BatchJob
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -64,25 +65,7 @@ def results_run_request(spec: PipelineSpec, job: BatchJob) -> dg.RunRequest:
 
 
 def progress_observation(asset_key: dg.AssetKey, job: BatchJob) -> dg.AssetObservation:
-    progress, cost = job.progress, job.cost
-    metadata: dict[str, dg.RawMetadataValue] = {
-        "job_id": job.id,
-        "status": job.status.value,
-        "detail": job.detail,
-        "attempt": job.attempt,
-        "total": progress.total,
-        "completed": progress.completed,
-        "failed": progress.failed,
-        "percent": float(progress.percent),
-    }
-    optional = {
-        "items_per_hour": progress.items_per_hour,
-        "eta_seconds": progress.eta_seconds,
-        "estimated_cost_usd": cost.estimated_usd,
-        "actual_cost_usd": cost.actual_usd,
-        "saved_usd": cost.saved_usd,
-    }
-    metadata.update({name: float(value) for name, value in optional.items() if value is not None})
+    metadata: dict[str, dg.RawMetadataValue] = {**job_progress_metadata(job), "detail": job.detail}
     return dg.AssetObservation(
         asset_key=asset_key, partition=job.metadata.get("partition_key"), metadata=metadata
     )

@@ -19,6 +19,7 @@ def build_input_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinitio
         partitions_def=partitions_def,
         group_name=spec.name,
         kinds={"polars", "parquet"},
+        owners=spec.owners,
         retry_policy=STEP_RETRY_POLICY,
         description=f"Rows of pipeline {spec.name!r} for one partition; bad rows go to the rejects table.",
     )

@@ -55,6 +55,10 @@ class BatchPipelineComponent(dg.Component, dg.Model, dg.Resolvable):
     results_root: str | None = None
     max_attempts: int = 3
     sensor_interval_seconds: int = 60
+    max_cost_usd: float | None = Field(default=None, description="Budget in USD; see `max_cost_per`.")
+    max_cost_per: str = Field(default="run", description="`run` (per submission) or `day` (UTC day).")
+    dead_letter_threshold: float = Field(default=0.05, description="Dead-letter share that fails the check.")
+    owners: list[str] = Field(default_factory=list, description="E-mail addresses or `team:<name>`.")
 
     def pipeline_spec(self, origin: str | None = None) -> PipelineSpec:
         """The validated spec; a PipelineSpecError names the field (and `origin`, the declaring file)."""

@@ -11,8 +11,13 @@ import polars as pl
 from batch_pipelines.components.collection import CollectionOutcome, JobStillRunningError, collect_partition
 from batch_pipelines.components.engine_session import latest_job_id, open_engine
 from batch_pipelines.components.policies import JOB_ID_TAG, STEP_RETRY_POLICY
+from batch_pipelines.components.progress_metadata import job_progress_metadata
 from batch_pipelines.components.resources import BatchEngineResource
-from batch_pipelines.components.results_checks import evaluate_results_checks, results_check_specs
+from batch_pipelines.components.results_checks import (
+    dead_letter_share,
+    evaluate_results_checks,
+    results_check_specs,
+)
 from batch_pipelines.components.submission_asset import submission_key
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -31,6 +36,7 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
         partitions_def=partitions_def,
         group_name=spec.name,
         kinds={"parquet", "duckdb"},
+        owners=spec.owners,
         code_version=spec_version(spec),
         retry_policy=STEP_RETRY_POLICY,
         check_specs=results_check_specs(spec, key),
@@ -64,7 +70,6 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
         checks = evaluate_results_checks(
             spec, outcome.results, outcome.dead_letters, input_ids, outcome.resubmitted
         )
-        cost = outcome.results["cost_usd"].sum() if outcome.results.height else 0.0
         if outcome.resubmitted:
             context.log.info(
                 f"resubmitted {outcome.resubmitted} transient failure(s) as attempt {outcome.job.attempt}"
@@ -72,15 +77,18 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
         return dg.MaterializeResult(
             check_results=checks,
             metadata={
-                "dagster/row_count": outcome.results.height,
+                **job_progress_metadata(outcome.job),
+                "dagster/row_count": dg.MetadataValue.int(outcome.results.height),
                 "path": dg.MetadataValue.path(outcome.results_path),
-                "job_id": outcome.job.id,
-                "answered_this_run": outcome.answered_now,
-                "dead_letters": outcome.dead_letters.height,
-                "resubmitted": outcome.resubmitted,
-                "input_tokens": int(outcome.results["input_tokens"].sum() or 0),
-                "output_tokens": int(outcome.results["output_tokens"].sum() or 0),
-                "cost_usd": float(cost or 0.0),
+                "answered_this_run": dg.MetadataValue.int(outcome.answered_now),
+                "dead_letters": dg.MetadataValue.int(outcome.dead_letters.height),
+                "dead_letter_share": dg.MetadataValue.float(
+                    dead_letter_share(outcome.dead_letters.height, len(input_ids))
+                ),
+                "resubmitted": dg.MetadataValue.int(outcome.resubmitted),
+                "partition_cost_usd": dg.MetadataValue.float(
+                    float(outcome.results["cost_usd"].sum() or 0.0) if outcome.results.height else 0.0
+                ),
             },
         )
 

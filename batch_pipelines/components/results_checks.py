@@ -1,4 +1,5 @@
-"""The results asset's checks: unique ids, every input item accounted for, schema-valid responses."""
+"""The results asset's checks: unique ids, every input item accounted for, schema-valid responses, and a
+dead-letter share within the pipeline's threshold."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from batch_pipelines.pipeline.spec import PipelineSpec
 IDS_UNIQUE = "ids_unique"
 ITEMS_ACCOUNTED_FOR = "every_input_item_accounted_for"
 RESPONSES_MATCH_SCHEMA = "responses_match_schema"
+DEAD_LETTER_SHARE = "dead_letter_share_within_threshold"
 
 
 def results_check_specs(spec: PipelineSpec, results_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
@@ -22,6 +24,14 @@ def results_check_specs(spec: PipelineSpec, results_key: dg.AssetKey) -> list[dg
             ITEMS_ACCOUNTED_FOR,
             asset=results_key,
             description="Every input item has a result or a dead letter (warns while a retry is in flight).",
+        ),
+        dg.AssetCheckSpec(
+            DEAD_LETTER_SHARE,
+            asset=results_key,
+            description=(
+                f"At most {spec.dead_letter_threshold:.1%} of the partition's items end in the dead-letter "
+                "table (the pipeline's dead_letter_threshold)."
+            ),
         ),
     ]
     if spec.response_schema is not None:
@@ -67,6 +77,7 @@ def evaluate_results_checks(
             },
         )
     )
+    checks.append(dead_letter_share_check(spec, dead_letters, len(input_ids)))
     if spec.response_schema is not None:
         invalid = _invalid_responses(spec.response_schema, results)
         checks.append(
@@ -77,6 +88,28 @@ def evaluate_results_checks(
             )
         )
     return checks
+
+
+def dead_letter_share(dead_letters: int, input_items: int) -> float:
+    return dead_letters / input_items if input_items else 0.0
+
+
+def dead_letter_share_check(
+    spec: PipelineSpec, dead_letters: pl.DataFrame, input_items: int
+) -> dg.AssetCheckResult:
+    share = dead_letter_share(dead_letters.height, input_items)
+    by_type = dead_letters.group_by("error_type").len().sort("len", descending=True).iter_rows()
+    return dg.AssetCheckResult(
+        check_name=DEAD_LETTER_SHARE,
+        passed=share <= spec.dead_letter_threshold,
+        metadata={
+            "dead_letter_share": dg.MetadataValue.float(share),
+            "threshold": dg.MetadataValue.float(spec.dead_letter_threshold),
+            "dead_letters": dg.MetadataValue.int(dead_letters.height),
+            "input_items": dg.MetadataValue.int(input_items),
+            "by_error_type": ", ".join(f"{error_type}: {count}" for error_type, count in by_type),
+        },
+    )
 
 
 def _invalid_responses(schema: dict[str, object], results: pl.DataFrame) -> list[str]:

@@ -4,9 +4,11 @@ to the engine under a job id derived from the request set, and return without wa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import polars as pl
 
+from batch_pipelines.components.budget import submission_budget
 from batch_pipelines.components.requests_for_partition import PlannedRequest, plan_requests, submission_job_id
 from batch_pipelines.engine import BatchJob, BatchManager
 from batch_pipelines.pipeline.requests import spec_version
@@ -66,11 +68,14 @@ async def submit_partition(
         return SubmissionOutcome(
             job=None, submitted=0, skipped_answered=skipped_answered, skipped_dead=skipped_dead
         )
+    budget = await submission_budget(manager.store, spec, now=datetime.now(UTC))
     job = await manager.submit(
         [item.request for item in pending],
         job_id=submission_job_id(spec, partition_key, pending),
         metadata={"pipeline": spec.name, "partition_key": partition_key, "spec_version": spec_version(spec)},
         response_schema=spec.response_schema,
+        max_cost_usd=budget.max_cost_usd,
+        budget_note=budget.note,
     )
     return SubmissionOutcome(
         job=job, submitted=len(pending), skipped_answered=skipped_answered, skipped_dead=skipped_dead

@@ -7,8 +7,10 @@ import dagster as dg
 from batch_pipelines.components.engine_session import open_engine
 from batch_pipelines.components.input_asset import input_key
 from batch_pipelines.components.policies import STEP_RETRY_POLICY
+from batch_pipelines.components.progress_metadata import job_progress_metadata
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.components.submission import MissingInputError, SubmissionOutcome, submit_partition
+from batch_pipelines.engine import BudgetExceededError
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
 
@@ -28,6 +30,7 @@ def build_submission_asset(
         partitions_def=partitions_def,
         group_name=spec.name,
         kinds={spec.provider, "batch"},
+        owners=spec.owners,
         code_version=spec_version(spec),
         retry_policy=STEP_RETRY_POLICY,
         pool=SUBMISSION_POOL,
@@ -47,19 +50,17 @@ def build_submission_asset(
 
         try:
             outcome = asyncio.run(submit())
-        except MissingInputError as error:
+        except (MissingInputError, BudgetExceededError) as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
         metadata: dict[str, dg.RawMetadataValue] = {
-            "items_submitted": outcome.submitted,
-            "items_skipped": outcome.skipped_answered + outcome.skipped_dead,
-            "items_already_answered": outcome.skipped_answered,
-            "items_failed_for_good": outcome.skipped_dead,
+            "items_submitted": dg.MetadataValue.int(outcome.submitted),
+            "items_skipped": dg.MetadataValue.int(outcome.skipped_answered + outcome.skipped_dead),
+            "items_already_answered": dg.MetadataValue.int(outcome.skipped_answered),
+            "items_failed_for_good": dg.MetadataValue.int(outcome.skipped_dead),
         }
         if outcome.job is not None:
-            metadata["job_id"] = outcome.job.id
+            metadata.update(job_progress_metadata(outcome.job))
             metadata["provider_batch_ids"] = ", ".join(outcome.job.provider_batch_ids)
-            if outcome.job.cost.estimated_usd is not None:
-                metadata["estimated_cost_usd"] = float(outcome.job.cost.estimated_usd)
             context.log.info(f"submitted {outcome.submitted} request(s) as job {outcome.job.id}")
         else:
             context.log.info("nothing to submit: every item is answered or failed for good")

@@ -22,6 +22,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 FILE_FORMATS = ("parquet", "csv", "jsonl")
 PROVIDERS = ("openai", "anthropic", "local")
 RESERVED_MODES = ("realtime", "auto")
+OWNER_PATTERN = r"team:[A-Za-z0-9_-]+|[^@\s]+@[^@\s]+\.[^@\s]+"
 DEFAULT_CRON = "0 3 * * *"  # 03:00, off-peak for most providers and most teams
 
 
@@ -70,10 +71,10 @@ class SourceSpec(_SpecModel):
 class DailyPartitioning(_SpecModel):
     """One partition per calendar day of a timestamp column."""
 
-    column: str
-    start_date: date
+    column: str = Field(description="Timestamp or date column that places a row in its day.")
+    start_date: date = Field(description="First partition (YYYY-MM-DD).")
     end_date: date | None = Field(default=None, description="Exclusive; open-ended when left out.")
-    timezone: str = "UTC"
+    timezone: str = Field(default="UTC", description="IANA timezone the days are cut in.")
 
     @field_validator("timezone")
     @classmethod
@@ -90,8 +91,8 @@ class DailyPartitioning(_SpecModel):
 class StaticPartitioning(_SpecModel):
     """One partition per listed value of a column."""
 
-    column: str
-    keys: list[str] = Field(min_length=1)
+    column: str = Field(description="Column whose value names a row's partition.")
+    keys: list[str] = Field(min_length=1, description="The partition keys, distinct and path-safe.")
 
     @field_validator("keys")
     @classmethod
@@ -105,8 +106,10 @@ class StaticPartitioning(_SpecModel):
 
 
 class PartitionsSpec(_SpecModel):
-    daily: DailyPartitioning | None = None
-    static: StaticPartitioning | None = None
+    """How rows split into partitions: exactly one of `daily` or `static`."""
+
+    daily: DailyPartitioning | None = Field(default=None, description="Daily partitions by a timestamp.")
+    static: StaticPartitioning | None = Field(default=None, description="Partitions by a column's values.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> PartitionsSpec:
@@ -124,8 +127,8 @@ class PartitionsSpec(_SpecModel):
 class PromptSpec(_SpecModel):
     """Templates over the row's columns: `{column}` inserts a value, `{{` and `}}` are literal braces."""
 
-    system: str | None = None
-    user: str
+    system: str | None = Field(default=None, description="System prompt template.")
+    user: str = Field(description="User message template.")
 
     @field_validator("system", "user")
     @classmethod
@@ -144,9 +147,11 @@ class PromptSpec(_SpecModel):
 
 
 class ScheduleSpec(_SpecModel):
-    cron: str = DEFAULT_CRON
-    timezone: str = "UTC"
-    enabled: bool = True
+    """When the nightly schedule submits: yesterday's partition, changed ones and retryable failures."""
+
+    cron: str = Field(default=DEFAULT_CRON, description="Cron expression (default: 03:00, off-peak).")
+    timezone: str = Field(default="UTC", description="IANA timezone of the cron expression.")
+    enabled: bool = Field(default=True, description="Set false to declare the schedule stopped.")
 
     @field_validator("cron")
     @classmethod
@@ -164,20 +169,20 @@ class PipelineSpec(_SpecModel):
     """A whole pipeline: rows in, one model request per row, results out as Parquet."""
 
     name: str = Field(pattern=NAME_PATTERN, description="Lower-case identifier; names the assets.")
-    source: SourceSpec
-    partitions: PartitionsSpec
-    id_column: str
-    prompt: PromptSpec
-    provider: str
-    model: str = Field(min_length=1)
+    source: SourceSpec = Field(description="Where the rows come from.")
+    partitions: PartitionsSpec = Field(description="How rows split into partitions.")
+    id_column: str = Field(description="Column identifying a row: non-null and unique.")
+    prompt: PromptSpec = Field(description="The request rendered for each row.")
+    provider: str = Field(description="`openai` (or any OpenAI-compatible server) or `anthropic`.")
+    model: str = Field(min_length=1, description="The provider's model name, e.g. gpt-4o-mini.")
     kind: Literal["chat", "embedding"] = Field(
         default="chat",
         description="`chat` (one completion per row) or `embedding` (the rendered `user` template).",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the model, e.g. max_tokens.")
-    mode: str = "batch"
+    mode: str = Field(default="batch", description="`batch` (realtime and auto are reserved).")
     response_schema: dict[str, Any] | None = Field(default=None, description="JSON schema for responses.")
-    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="The nightly schedule.")
     results_root: str | None = Field(
         default=None,
         description="Folder for result Parquet; relative to the working folder. Default: results",
@@ -188,6 +193,31 @@ class PipelineSpec(_SpecModel):
     sensor_interval_seconds: int = Field(
         default=60, ge=1, le=3600, description="Least time between two completion-sensor ticks."
     )
+    max_cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Budget in USD: a submission whose cost estimate would take spend past it is refused before "
+            "anything is uploaded. Unset: no limit."
+        ),
+    )
+    max_cost_per: Literal["run", "day"] = Field(
+        default="run",
+        description=(
+            "What `max_cost_usd` bounds: each partition's submission (`run`) or everything the pipeline "
+            "submits in a UTC day (`day`, counting the estimates of that day's earlier jobs)."
+        ),
+    )
+    dead_letter_threshold: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of a partition's items in the dead-letter table above which its check fails.",
+    )
+    owners: list[str] = Field(
+        default_factory=list,
+        description="Asset owners shown in the Dagster UI: e-mail addresses or `team:<name>`.",
+    )
 
     @field_validator("provider")
     @classmethod
@@ -195,6 +225,14 @@ class PipelineSpec(_SpecModel):
         if value not in PROVIDERS:
             raise ValueError(f"unknown provider {value!r}; choose one of {', '.join(PROVIDERS)}")
         return value
+
+    @field_validator("owners")
+    @classmethod
+    def _owner_format(cls, owners: list[str]) -> list[str]:
+        for owner in owners:
+            if not re.fullmatch(OWNER_PATTERN, owner):
+                raise ValueError(f"owner {owner!r}: write an e-mail address or 'team:<name>'")
+        return owners
 
     @field_validator("mode")
     @classmethod

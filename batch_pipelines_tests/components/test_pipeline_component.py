@@ -49,7 +49,12 @@ def test_what_a_pipeline_becomes() -> None:
     assert submission.parent_keys == {dg.AssetKey(["tickets", "input"])}
     assert "openai" in submission.kinds
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
-    assert checks == {"ids_unique", "every_input_item_accounted_for", "responses_match_schema"}
+    assert checks == {
+        "ids_unique",
+        "every_input_item_accounted_for",
+        "responses_match_schema",
+        "dead_letter_share_within_threshold",
+    }
     sensor = defs.resolve_sensor_def("tickets_completion_sensor")
     assert sensor.job_name == "tickets_results_job"
     assert sensor.minimum_interval_seconds == 60

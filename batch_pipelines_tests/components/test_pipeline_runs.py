@@ -49,6 +49,7 @@ def test_partition_goes_from_input_to_queryable_results(harness: PipelineHarness
         "ids_unique": True,
         "every_input_item_accounted_for": True,
         "responses_match_schema": True,
+        "dead_letter_share_within_threshold": True,
     }
     results = harness.results("2026-11-02")
     assert sorted(results["id"]) == [f"t1-{index}" for index in range(ROWS_PER_DAY)]
@@ -81,8 +82,8 @@ def test_sensor_reports_progress_as_numeric_observations(harness: PipelineHarnes
     assert isinstance(observation, dg.AssetObservation)
     assert observation.asset_key == RESULTS and observation.partition == "2026-11-01"
     metadata = {name: value.value for name, value in observation.metadata.items()}
-    assert metadata["total"] == ROWS_PER_DAY
-    assert isinstance(metadata["percent"], float) and 0 <= metadata["percent"] <= 100
+    assert metadata["items_total"] == ROWS_PER_DAY
+    assert isinstance(metadata["percent_done"], float) and 0 <= metadata["percent_done"] <= 100
     assert isinstance(metadata["estimated_cost_usd"], float)
 
 
@@ -179,7 +180,11 @@ def test_anthropic_pipeline_goes_through_the_same_path(
     [request] = harness.wait_for_run_requests()
     assert str(request.run_key).split(":")[1].startswith("msgbatch_")
     collected = harness.collect(request)
-    assert check_outcomes(collected) == {"ids_unique": True, "every_input_item_accounted_for": True}
+    assert check_outcomes(collected) == {
+        "ids_unique": True,
+        "every_input_item_accounted_for": True,
+        "dead_letter_share_within_threshold": True,
+    }
     results = harness.results("2026-11-01")
     assert results.height == ROWS_PER_DAY
     assert (results["response"].str.len_chars() > 0).all()
