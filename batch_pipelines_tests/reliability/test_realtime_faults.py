@@ -136,7 +136,7 @@ async def run_realtime_scenario(
     )
     assert all(summary.queue.open == 0 for summary in summaries)
     assert figures.lost == 0 and figures.duplicate_rows == 0 and figures.wasted_calls == 0
-    marked = sum(INVALID_MARKER in str(r.messages[0]["content"]) for rs in work.values() for r in rs)
+    marked = sum(INVALID_MARKER in str(r.messages or "") for rs in work.values() for r in rs)
     truncated = sum(r.max_tokens == TRUNCATED_MAX_TOKENS for rs in work.values() for r in rs)
     assert reasons["invalid_request"] == marked
     assert reasons["schema_validation"] == truncated
