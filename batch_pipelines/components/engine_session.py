@@ -32,7 +32,11 @@ async def open_engine(resource: BatchEngineResource, spec: PipelineSpec) -> Asyn
     layout = resource.layout(spec)
     layout.workdir.mkdir(parents=True, exist_ok=True)
     provider = make_provider(
-        spec.provider, model=spec.model, base_url=resource.base_url, api_key=resource.api_key
+        spec.provider,
+        model=spec.model,
+        base_url=resource.base_url,
+        api_key=resource.api_key,
+        work_dir=layout.workdir,
     )
     store = BatchStore(layout.store_path)
     await store.initialize()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from batch_pipelines.providers.anthropic import AnthropicProvider
 from batch_pipelines.providers.base import BatchProvider
+from batch_pipelines.providers.local import LocalProvider
 from batch_pipelines.providers.openai import OpenAIProvider
 
 PROVIDERS: dict[str, type[OpenAIProvider] | type[AnthropicProvider]] = {
@@ -15,13 +17,25 @@ PROVIDERS: dict[str, type[OpenAIProvider] | type[AnthropicProvider]] = {
 
 
 def make_provider(
-    name: str, *, model: str, base_url: str | None = None, api_key: str | None = None, **params: Any
+    name: str,
+    *,
+    model: str,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    work_dir: Path | None = None,
+    **params: Any,
 ) -> BatchProvider:
     """A provider client by name: ``"openai"`` (also any OpenAI-compatible server, e.g. vLLM, given its
-    ``base_url``) or ``"anthropic"``. ``params`` go to the client (``limits``, ``price``, …)."""
+    ``base_url``), ``"anthropic"``, or ``"local"`` (a sentence-transformers model run on this machine, its
+    batches under ``work_dir``; ``base_url`` and ``api_key`` do not apply). ``params`` go to the client
+    (``limits``, ``price``, …)."""
+    if name.lower() == LocalProvider.name:
+        local: BatchProvider = LocalProvider(model, work_dir=work_dir, **params)
+        return local
     try:
         cls = PROVIDERS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown provider {name!r}; choose one of {sorted(PROVIDERS)}") from None
+        known = sorted([*PROVIDERS, LocalProvider.name])
+        raise ValueError(f"unknown provider {name!r}; choose one of {known}") from None
     provider: BatchProvider = cls(model, base_url=base_url, api_key=api_key, **params)
     return provider
