@@ -17,6 +17,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "batch_pipelines.emulator.command",
     "batch_pipelines.demo.command",
     "batch_pipelines.storage.query_command",
+    "batch_pipelines.console.job_commands",
+    "batch_pipelines.console.cost_command",
 )
 
 

@@ -1,0 +1,102 @@
+"""Reading `batch-pipelines submit FILE.jsonl`: OpenAI batch-input lines or simple request lines.
+
+OpenAI batch input: ``{"custom_id": …, "method": "POST", "url": "/v1/chat/completions", "body": {"model":
+…, "messages": [...], "max_tokens": …}}`` (or ``/v1/embeddings`` with ``body.input``).
+Simple: ``{"id": …, "messages": [...]}`` or ``{"id": …, "input": "text"}``, optionally with ``system``,
+``max_tokens``, ``temperature`` and ``params``. Errors name the file and line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batch_pipelines.engine import BatchRequest
+
+_REQUEST_FIELDS = ("system", "max_tokens", "temperature")
+_BODY_SKIP = {"model", "messages", "input", "max_tokens", "max_completion_tokens", "temperature"}
+
+
+class RequestFileError(ValueError):
+    """A line of the input file that is not a usable request."""
+
+
+@dataclass(frozen=True)
+class RequestFile:
+    requests: list[BatchRequest]
+    model: str | None  # the model the OpenAI-style lines name, when they agree on one
+
+
+def read_request_file(path: Path) -> RequestFile:
+    if not path.is_file():
+        raise RequestFileError(f"{path}: no such file")
+    requests: list[BatchRequest] = []
+    models: set[str] = set()
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                document = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RequestFileError(f"{where}: not JSON ({error.msg})") from None
+            if not isinstance(document, dict):
+                raise RequestFileError(f"{where}: expected a JSON object")
+            try:
+                request, model = _request_of(document)
+            except (ValueError, TypeError) as error:
+                raise RequestFileError(f"{where}: {error}") from None
+            if model:
+                models.add(model)
+            requests.append(request)
+    if not requests:
+        raise RequestFileError(f"{path}: no requests in the file")
+    return RequestFile(requests, models.pop() if len(models) == 1 else None)
+
+
+def _request_of(document: dict[str, Any]) -> tuple[BatchRequest, str | None]:
+    if "custom_id" in document:
+        return _openai_line(document)
+    if "id" not in document:
+        raise ValueError("each line needs 'id' (simple form) or 'custom_id' (OpenAI batch input)")
+    extra = set(document) - {"id", "messages", "input", "params", *_REQUEST_FIELDS}
+    if extra:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(extra))}")
+    params = document.get("params") or {}
+    if not isinstance(params, dict):
+        raise ValueError("'params' must be an object")
+    request = BatchRequest(
+        id=str(document["id"]),
+        messages=document.get("messages"),
+        input=document.get("input"),
+        params=params,
+        **{name: document[name] for name in _REQUEST_FIELDS if name in document},
+    )
+    return request, None
+
+
+def _openai_line(document: dict[str, Any]) -> tuple[BatchRequest, str | None]:
+    body = document.get("body")
+    if not isinstance(body, dict):
+        raise ValueError("'body' must be an object")
+    url = str(document.get("url", "/v1/chat/completions"))
+    custom_id = str(document["custom_id"])
+    model = body.get("model")
+    if url.endswith("/embeddings"):
+        text = body.get("input")
+        if not isinstance(text, str):
+            raise ValueError("an embeddings line needs 'body.input' text")
+        return BatchRequest(id=custom_id, input=text), model
+    if not url.endswith("/chat/completions"):
+        raise ValueError(f"url {url!r}: only /v1/chat/completions and /v1/embeddings are supported")
+    request = BatchRequest(
+        id=custom_id,
+        messages=body.get("messages"),
+        max_tokens=body.get("max_tokens", body.get("max_completion_tokens")),
+        temperature=body.get("temperature"),
+        params={key: value for key, value in body.items() if key not in _BODY_SKIP},
+    )
+    return request, model

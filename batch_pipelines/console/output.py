@@ -1,0 +1,42 @@
+"""Printing command answers: a rich table by default, JSON with `--json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def console() -> Console:
+    """A console on the stdout current at call time (tests capture it)."""
+    return Console(file=sys.stdout, soft_wrap=False)
+
+
+def print_json(document: Any) -> None:
+    json.dump(document, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(format_cell(value) for value in row))
+    console().print(table)
+
+
+def format_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6f}" if abs(value) < 1 else f"{value:,.2f}"
+    return str(value)
+
+
+def print_error(message: str) -> None:
+    print(message, file=sys.stderr)

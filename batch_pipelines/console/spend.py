@@ -1,0 +1,86 @@
+"""Spend per pipeline, partition and model from the store's jobs, with the batch discount realised.
+
+`cost_usd` is what the provider charges at the batch price for the usage it reported; `realtime_usd` is
+the same tokens at the synchronous price; `saved_usd` their difference and `discount_pct` its share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from batch_pipelines.engine import BatchJob
+
+LEVELS = ("pipeline", "partition_key", "model")
+UNLABELLED = "(none)"
+
+
+@dataclass
+class SpendLine:
+    group: tuple[str, ...]
+    jobs: int = 0
+    items: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    estimated_usd: float = 0.0
+    cost_usd: float = 0.0
+    realtime_usd: float = 0.0
+    unpriced_jobs: int = 0
+    first_created: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def saved_usd(self) -> float:
+        return self.realtime_usd - self.cost_usd
+
+    @property
+    def discount_pct(self) -> float | None:
+        return 100.0 * self.saved_usd / self.realtime_usd if self.realtime_usd else None
+
+    def add(self, job: BatchJob) -> None:
+        self.jobs += 1
+        self.items += job.progress.completed
+        self.failed += job.progress.failed
+        self.input_tokens += job.cost.input_tokens
+        self.output_tokens += job.cost.output_tokens
+        self.estimated_usd += job.cost.estimated_usd or 0.0
+        if job.cost.actual_usd is None:
+            self.unpriced_jobs += 1
+        else:
+            self.cost_usd += job.cost.actual_usd
+            self.realtime_usd += job.cost.realtime_usd or 0.0
+        created = job.created_at.isoformat()
+        self.first_created = min(self.first_created, created) if self.first_created else created
+
+
+def level_value(job: BatchJob, level: str) -> str:
+    if level == "model":
+        return f"{job.provider}/{job.model}"
+    return job.metadata.get(level) or UNLABELLED
+
+
+def spend_by(jobs: Sequence[BatchJob], levels: Sequence[str]) -> list[SpendLine]:
+    lines: dict[tuple[str, ...], SpendLine] = {}
+    for job in jobs:
+        key = tuple(level_value(job, level) for level in levels)
+        lines.setdefault(key, SpendLine(key)).add(job)
+    return [lines[key] for key in sorted(lines)]
+
+
+def spend_dict(line: SpendLine, levels: Sequence[str]) -> dict[str, Any]:
+    return {
+        **dict(zip(levels, line.group, strict=True)),
+        "jobs": line.jobs,
+        "items": line.items,
+        "failed": line.failed,
+        "input_tokens": line.input_tokens,
+        "output_tokens": line.output_tokens,
+        "estimated_usd": round(line.estimated_usd, 8),
+        "cost_usd": round(line.cost_usd, 8),
+        "realtime_usd": round(line.realtime_usd, 8),
+        "saved_usd": round(line.saved_usd, 8),
+        "discount_pct": None if line.discount_pct is None else round(line.discount_pct, 2),
+        "unpriced_jobs": line.unpriced_jobs,
+    }
