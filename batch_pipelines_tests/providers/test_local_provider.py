@@ -1,0 +1,121 @@
+"""The local provider through the engine: embeddings computed by a background worker on this machine.
+
+Each test drives BatchManager exactly as the Dagster layer does (submit, refresh, results, cancel,
+retry); the model is the real all-MiniLM-L6-v2 shipped in a package, on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from batch_pipelines import BatchManager, BatchRequest, BatchStatus
+from batch_pipelines.engine.models import BatchJob
+from batch_pipelines.providers import make_provider
+from batch_pipelines.providers.local import LocalProvider, ModelNotFoundError
+from batch_pipelines_tests.local_model import TEST_MODEL_DIMENSIONS, require_local_model
+
+DEADLINE_S = 180  # the first batch pays for importing torch and loading the model
+
+
+@pytest.fixture
+def model() -> str:
+    return require_local_model()
+
+
+@pytest.fixture
+def provider(model: str, tmp_path: Path) -> Iterator[LocalProvider]:
+    local = LocalProvider(model, work_dir=tmp_path, idle_exit_s=20)
+    yield local
+    assert local.stop_worker(timeout_s=60)
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+async def wait_until_ended(manager: BatchManager, job_id: str) -> BatchJob:
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        job = await manager.refresh(job_id)
+        if job.status.is_terminal and job.detail != "cancelling":
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job.status} ({job.detail})"
+        await anyio.sleep(0.2)
+
+
+REVIEWS = {
+    "a": "The kettle boils water in two minutes and switches off by itself.",
+    "a-copy": "The kettle boils water in 2 minutes and switches itself off.",
+    "b": "My backpack's shoulder strap tore after one week of commuting.",
+    "c": "Customer service refunded the broken headphones within a day.",
+}
+
+
+@pytest.mark.anyio
+async def test_embeddings_arrive_through_the_engine_and_a_new_client_can_follow_the_job(
+    provider: LocalProvider, tmp_path: Path, model: str
+) -> None:
+    submitter = BatchManager(provider)
+    requests = [BatchRequest(id=key, input=text) for key, text in REVIEWS.items()]
+    job = await submitter.submit(requests, job_id="reviews-1")
+    assert job.provider == "local" and len(job.provider_batch_ids) == 1
+    await provider.aclose()  # the submitting process may end: the worker carries on
+
+    # A fresh client on the same working folder, as a sensor tick in another process would build it.
+    follower = BatchManager(make_provider("local", model=model, work_dir=tmp_path), submitter.store)
+    finished = await wait_until_ended(follower, "reviews-1")
+    assert finished.status == BatchStatus.COMPLETED
+    results = {result.id: result for result in await follower.get_results("reviews-1")}
+
+    assert set(results) == set(REVIEWS)
+    for result in results.values():
+        assert result.ok, result.error
+        assert result.embedding is not None and len(result.embedding) == TEST_MODEL_DIMENSIONS
+        assert result.input_tokens > 5
+    near = cosine(results["a"].embedding or [], results["a-copy"].embedding or [])
+    far = max(cosine(results["a"].embedding or [], results[other].embedding or []) for other in ("b", "c"))
+    assert near > 0.9 > far
+
+
+@pytest.mark.anyio
+async def test_cancelled_items_are_resubmitted_and_answered(provider: LocalProvider) -> None:
+    manager = BatchManager(provider)
+    requests = [
+        BatchRequest(id=f"r{i}", input=f"review number {i}: " + "fine product " * (i % 7)) for i in range(300)
+    ]
+    await manager.submit(requests, job_id="cancel-me")
+    cancelled = await manager.cancel("cancel-me")
+    assert cancelled.status == BatchStatus.CANCELLED
+    await wait_until_ended(manager, "cancel-me")
+    first = await manager.get_results("cancel-me")
+    not_run = [result for result in first if not result.ok]
+    assert all(result.error_type == "cancelled" and result.retryable for result in not_run)
+
+    if not_run:  # the worker may have finished before the cancel landed; usually it had not started
+        await manager.retry_failed("cancel-me")
+        await wait_until_ended(manager, "cancel-me")
+    final = await manager.get_results("cancel-me")
+    assert len(final) == 300
+    assert all(result.ok and len(result.embedding or []) == TEST_MODEL_DIMENSIONS for result in final)
+
+
+@pytest.mark.anyio
+async def test_a_model_that_is_not_installed_is_refused_at_submission(tmp_path: Path, model: str) -> None:
+    manager = BatchManager(LocalProvider("no-such-model-package", work_dir=tmp_path))
+    with pytest.raises(ModelNotFoundError, match="no-such-model-package"):
+        await manager.submit([BatchRequest(id="x", input="hello")], job_id="missing-model")
+
+
+@pytest.mark.anyio
+async def test_chat_requests_are_refused_naming_the_request(tmp_path: Path) -> None:
+    manager = BatchManager(LocalProvider(str(tmp_path / "model"), work_dir=tmp_path))
+    chat = BatchRequest(id="ticket-7", messages=[{"role": "user", "content": "Classify this"}])
+    with pytest.raises(ValueError, match="ticket-7"):
+        await manager.submit([chat], job_id="chat-job")
