@@ -34,8 +34,9 @@ class AnthropicRealtimeProvider:
     """One message per call (chat only).
 
     ``base_url`` is the API root without ``/v1``; ``api_key`` defaults to ``ANTHROPIC_API_KEY``. A
-    ``response_schema`` is sent as ``output_format`` (structured outputs). ``limit_tokens`` counts the
-    input tokens plus the larger of ``max_tokens`` and the tokens produced, as the limiter admitted it.
+    ``response_schema`` is sent as structured output (``output_config.format``, as batches do).
+    ``limit_tokens`` counts the input tokens plus the larger of ``max_tokens`` and the tokens produced,
+    as the limiter admitted it.
     """
 
     name = "anthropic"
@@ -78,7 +79,7 @@ class AnthropicRealtimeProvider:
             raise ValueError(f"request {request.id!r}: Anthropic has no embeddings API")
         body = message_params(self.model, request, self.default_max_tokens)
         if response_schema is not None:
-            body["output_format"] = {"type": "json_schema", "schema": response_schema}
+            body["output_config"] = {"format": {"type": "json_schema", "schema": response_schema}}
         response = await self._http.send_once("POST", "/v1/messages", json=body)
         rate_limits = rate_limits_from_headers(response.headers)
         if response.status_code >= 400:

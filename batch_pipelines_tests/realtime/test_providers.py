@@ -87,6 +87,29 @@ async def test_anthropic_messages_through_the_worker_pool_stay_inside_the_limits
     assert all(result.ok and result.response and result.output_tokens > 0 for result in results)
 
 
+async def test_anthropic_structured_output_comes_back_parsed(
+    emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": ["billing", "shipping"]}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+    provider = make_realtime_provider(
+        "anthropic", model="claude-haiku-4-5", base_url=emulator.anthropic_base_url, api_key="sk-ant-test"
+    )
+    queue = WorkQueue(tmp_path / "q.db")
+
+    summary = await process_realtime(
+        tickets(3), provider_client=provider, limiter=None, queue=queue, response_schema=schema
+    )
+    await provider.aclose()
+
+    assert summary.answered == 3
+    assert all(result.parsed["label"] in ("billing", "shipping") for result in await queue.results())
+
+
 async def test_anthropic_reports_its_budget_from_its_own_headers(emulator: EmulatorProcess) -> None:
     emulator.configure({"rate_limits": {"rpm": 30, "tpm": 5_000}})
     provider = AnthropicRealtimeProvider(
