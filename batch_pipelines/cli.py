@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "batch_pipelines.storage.query_command",
     "batch_pipelines.console.job_commands",
     "batch_pipelines.console.cost_command",
+    "batch_pipelines.console.report_command",
 )
 
 

@@ -1,0 +1,45 @@
+"""`batch-pipelines report --out report.html`: cost and throughput as HTML, with PNG charts beside it."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from batch_pipelines.console.engine_access import add_workdir_option
+from batch_pipelines.workdir import resolve_workdir
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write an HTML cost and throughput report with PNG charts",
+        description=(
+            "Items per hour and cost per partition over time, failures by reason and the batch-versus-"
+            "realtime savings, from the store and the dead-letter tables of the working folder."
+        ),
+    )
+    parser.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file to write")
+    add_workdir_option(parser)
+    parser.set_defaults(handler=report_command)
+
+
+def write_report(workdir: Path, out: Path) -> dict[str, Path]:
+    """Write the page and its charts; returns every file written (charts by name, and `html`)."""
+    from batch_pipelines.console.report_charts import draw_charts
+    from batch_pipelines.console.report_data import gather_report_data
+    from batch_pipelines.console.report_html import render_report
+
+    out = out.resolve()
+    data = gather_report_data(workdir, now=datetime.now(UTC))
+    charts = draw_charts(data, out.parent, out.stem)
+    out.write_text(render_report(data, charts, out), encoding="utf-8")
+    return {**charts, "html": out}
+
+
+def report_command(args: argparse.Namespace) -> int:
+    written = write_report(resolve_workdir(args.workdir), args.out)
+    for path in written.values():
+        print(path)
+    return 0
