@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.engine import BatchJob, BatchManager, BatchStore
@@ -38,6 +38,8 @@ async def open_engine(resource: BatchEngineResource, spec: PipelineSpec) -> Asyn
         api_key=resource.api_key,
         work_dir=layout.workdir,
     )
+    if resource.enqueued_token_limit is not None:
+        provider.limits = replace(provider.limits, max_enqueued_tokens=resource.enqueued_token_limit)
     store = BatchStore(layout.store_path)
     await store.initialize()
     try:

@@ -29,6 +29,12 @@ class BatchEngineResource(dg.ConfigurableResource):
     )
     workdir: str | None = Field(default=None, description="Working folder; default $BATCH_PIPELINES_HOME.")
     sensor_page_size: int = Field(default=50, ge=1, description="Open jobs a sensor tick refreshes at most.")
+    enqueued_token_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="The account's enqueued-token pool for the model (it grows with the usage tier); "
+        "None keeps the provider client's default.",
+    )
 
     def working_folder(self) -> Path:
         return resolve_workdir(self.workdir)
