@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from batch_pipelines.components.requests_for_partition import plan_requests
+from batch_pipelines.components.requests_for_partition import request_keys
 from batch_pipelines.engine import BatchJob, BatchManager, BatchResult, JobNotFinishedError
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -25,7 +25,6 @@ from batch_pipelines.storage.tables import (
     parse_response_fields,
     parsed_columns,
 )
-
 
 EMBEDDING_COLUMN = "embedding"  # an embedding pipeline's vectors, list[float] in Parquet and DuckDB
 
@@ -59,38 +58,67 @@ async def collect_partition(
             f"job {job_id!r} is {job.status.value} ({job.detail}); the completion sensor requests this "
             "partition's results run when it ends"
         )
+    inputs = pl.read_parquet(layout.partition_path("inputs", spec.name, partition_key))
+    keys = request_keys(spec, inputs)
+    del inputs
+    version = spec_version(spec)
+    schema = results_frame_schema(spec)
+    answered = _FrameBuffer({name: dtype for name, dtype in schema.items() if name != "request_hash"})
+    dead = _FrameBuffer(
+        {name: dtype for name, dtype in DEAD_LETTERS_SCHEMA.items() if name != "request_hash"}
+    )
+    job_ids = _FrameBuffer({"id": pl.String()})
+    retry = 0
     try:
-        results: list[BatchResult] = [result async for result in manager.iter_results(job_id)]
+        async for result in manager.iter_results(job_id):
+            job_ids.append({"id": result.id})
+            if result.ok:
+                answered.append(result_row(spec, partition_key, job, result, version))
+            elif result.retryable and job.attempt < spec.max_attempts:
+                retry += 1
+            else:
+                dead.append(dead_row(spec, partition_key, job, result))
     except JobNotFinishedError as error:  # reopened between the two calls (e.g. a concurrent retry)
         raise JobStillRunningError(str(error)) from None
-    inputs = pl.read_parquet(layout.partition_path("inputs", spec.name, partition_key))
-    hashes = {item.request.id: item.request_hash for item in plan_requests(spec, inputs)}
-    version = spec_version(spec)
 
-    answered, dead, retry = [], [], []
-    for result in results:
-        if result.ok:
-            answered.append(result_row(spec, partition_key, job, result, hashes.get(result.id, ""), version))
-        elif result.retryable and job.attempt < spec.max_attempts:
-            retry.append(result)
-        else:
-            dead.append(dead_row(spec, partition_key, job, result, hashes.get(result.id, "")))
-
-    job_ids = {result.id for result in results}
-    schema = results_frame_schema(spec)
+    hashes = keys.lazy().unique("id", keep="first")
+    collected_ids = job_ids.frame()["id"].implode()
+    known_ids = keys["id"].implode()
     results_path = layout.partition_path("results", spec.name, partition_key)
-    earlier = read_parquet_or_empty(results_path, schema).filter(
-        ~pl.col("id").is_in(list(job_ids)) & pl.col("id").is_in(list(hashes))
+    answered_now = (
+        answered.frame()
+        .lazy()
+        .join(hashes, on="id", how="left")
+        .select(list(schema))
+        .with_columns(pl.col("request_hash").fill_null(""))
     )
-    merged_results = pl.concat([earlier, pl.DataFrame(answered, schema=schema)], how="diagonal_relaxed")
+    earlier = (
+        read_parquet_or_empty(results_path, schema)
+        .lazy()
+        .filter(~pl.col("id").is_in(collected_ids) & pl.col("id").is_in(known_ids))
+    )
+    merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed").sort("id").collect()
     dead_path = layout.partition_path("dead_letters", spec.name, partition_key)
-    answered_ids = set(merged_results["id"].to_list())
-    earlier_dead = read_parquet_or_empty(dead_path, DEAD_LETTERS_SCHEMA).filter(
-        ~pl.col("id").is_in(list(job_ids | answered_ids)) & pl.col("id").is_in(list(hashes))
+    dead_now = (
+        dead.frame()
+        .lazy()
+        .join(hashes, on="id", how="left")
+        .select(list(DEAD_LETTERS_SCHEMA))
+        .with_columns(pl.col("request_hash").fill_null(""))
     )
-    merged_dead = pl.concat([earlier_dead, pl.DataFrame(dead, schema=DEAD_LETTERS_SCHEMA)])
-    write_parquet_atomic(merged_results.sort("id"), results_path)
-    write_parquet_atomic(merged_dead.sort("id"), dead_path)
+    earlier_dead = (
+        read_parquet_or_empty(dead_path, DEAD_LETTERS_SCHEMA)
+        .lazy()
+        .filter(
+            ~pl.col("id").is_in(collected_ids)
+            & ~pl.col("id").is_in(merged_results["id"].implode())
+            & pl.col("id").is_in(known_ids)
+        )
+    )
+    merged_dead = pl.concat([earlier_dead, dead_now]).sort("id").collect()
+    write_parquet_atomic(merged_results, results_path)
+    write_parquet_atomic(merged_dead, dead_path)
+    answered_count, dead_count = answered.height, dead.height
 
     if retry:
         job = await manager.retry_failed(job_id)
@@ -98,15 +126,43 @@ async def collect_partition(
         job=job,
         results=merged_results,
         dead_letters=merged_dead,
-        answered_now=len(answered),
-        dead_now=len(dead),
-        resubmitted=len(retry),
+        answered_now=answered_count,
+        dead_now=dead_count,
+        resubmitted=retry,
         results_path=str(results_path),
     )
 
 
+class _FrameBuffer:
+    """Rows gathered into columnar frames a page at a time, so a million results are never a million
+    dicts at once."""
+
+    PAGE = 20_000
+
+    def __init__(self, schema: dict[str, pl.DataType]) -> None:
+        self.schema = schema
+        self.height = 0
+        self._rows: list[dict[str, Any]] = []
+        self._frames: list[pl.DataFrame] = [pl.DataFrame(schema=schema)]
+
+    def append(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+        self.height += 1
+        if len(self._rows) >= self.PAGE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._frames.append(pl.DataFrame(self._rows, schema=self.schema))
+            self._rows = []
+
+    def frame(self) -> pl.DataFrame:
+        self._flush()
+        return pl.concat(self._frames, how="vertical")
+
+
 def result_row(
-    spec: PipelineSpec, partition_key: str, job: BatchJob, result: BatchResult, item_hash: str, version: str
+    spec: PipelineSpec, partition_key: str, job: BatchJob, result: BatchResult, version: str
 ) -> dict[str, Any]:
     return {
         "pipeline": spec.name,
@@ -119,16 +175,13 @@ def result_row(
         "attempt": result.attempt,
         "provider_batch_id": result.provider_batch_id,
         "job_id": job.id,
-        "request_hash": item_hash,
         "spec_version": version,
         **parse_response_fields(result.response, spec.response_schema),
         **({EMBEDDING_COLUMN: result.embedding} if spec.kind == "embedding" else {}),
     }
 
 
-def dead_row(
-    spec: PipelineSpec, partition_key: str, job: BatchJob, result: BatchResult, item_hash: str
-) -> dict[str, Any]:
+def dead_row(spec: PipelineSpec, partition_key: str, job: BatchJob, result: BatchResult) -> dict[str, Any]:
     return {
         "pipeline": spec.name,
         "partition_key": partition_key,
@@ -138,5 +191,4 @@ def dead_row(
         "transient": result.retryable,
         "attempt": result.attempt,
         "job_id": job.id,
-        "request_hash": item_hash,
     }

@@ -1,8 +1,13 @@
-"""The model requests one input partition stands for, each with the hash of what shapes it."""
+"""The model requests one input partition stands for, each with the hash of what shapes it.
+
+A partition may hold millions of rows, so requests are produced one at a time (`iter_planned`) and the
+hashes kept as two columns (`request_keys`), never as a million Python objects.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +18,8 @@ from batch_pipelines.pipeline.requests import render_messages, request_hash, spe
 from batch_pipelines.pipeline.spec import PipelineSpec
 
 _REQUEST_FIELDS = ("max_tokens", "temperature")
+SLICE_ROWS = 50_000
+KEY_SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -21,15 +28,22 @@ class PlannedRequest:
     request_hash: str
 
 
-def plan_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> list[PlannedRequest]:
+def _rows(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[dict[str, Any]]:
+    """The rows as dicts holding only the columns a request reads, a slice at a time."""
+    needed = list(dict.fromkeys([spec.id_column, *spec.prompt.columns]))
+    for part in inputs.select(needed).iter_slices(SLICE_ROWS):
+        yield from part.iter_rows(named=True)
+
+
+def iter_planned(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[PlannedRequest]:
     version = spec_version(spec)
     passthrough = {key: value for key, value in spec.params.items() if key not in _REQUEST_FIELDS}
-    planned = []
-    for row in inputs.iter_rows(named=True):
+    max_tokens, temperature = spec.params.get("max_tokens"), spec.params.get("temperature")
+    for row in _rows(spec, inputs):
         messages = render_messages(spec, row)
         if spec.kind == "embedding":
             request = BatchRequest(id=str(row[spec.id_column]), input=messages[-1]["content"])
-            planned.append(PlannedRequest(request=request, request_hash=request_hash(version, messages)))
+            yield PlannedRequest(request=request, request_hash=request_hash(version, messages))
             continue
         system = messages[0]["content"] if messages[0]["role"] == "system" else None
         user_messages: list[dict[str, Any]] = [message for message in messages if message["role"] != "system"]
@@ -37,17 +51,45 @@ def plan_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> list[PlannedReque
             id=str(row[spec.id_column]),
             messages=user_messages,
             system=system,
-            max_tokens=spec.params.get("max_tokens"),
-            temperature=spec.params.get("temperature"),
+            max_tokens=max_tokens,
+            temperature=temperature,
             params=dict(passthrough),
         )
-        planned.append(PlannedRequest(request=request, request_hash=request_hash(version, messages)))
-    return planned
+        yield PlannedRequest(request=request, request_hash=request_hash(version, messages))
 
 
-def submission_job_id(spec: PipelineSpec, partition_key: str, planned: list[PlannedRequest]) -> str:
-    """Stable for the same set of requests, so re-running a submission never submits twice."""
+def plan_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> list[PlannedRequest]:
+    return list(iter_planned(spec, inputs))
+
+
+def request_keys(spec: PipelineSpec, inputs: pl.DataFrame) -> pl.DataFrame:
+    """`id` and `request_hash` of every input row, in input order."""
+    version = spec_version(spec)
+    id_column = spec.id_column
+    parts: list[pl.DataFrame] = []
+    ids: list[str] = []
+    hashes: list[str] = []
+    for row in _rows(spec, inputs):
+        ids.append(str(row[id_column]))
+        hashes.append(request_hash(version, render_messages(spec, row)))
+        if len(ids) >= SLICE_ROWS:
+            parts.append(pl.DataFrame({"id": ids, "request_hash": hashes}))
+            ids, hashes = [], []
+    parts.append(
+        pl.DataFrame({"id": ids, "request_hash": hashes}, schema={"id": pl.String, "request_hash": pl.String})
+    )
+    return pl.concat(parts)
+
+
+def joined_keys(keys: pl.DataFrame) -> pl.Series:
+    """One string per (id, request hash) pair, for membership tests."""
+    return keys.select(pl.concat_str("id", pl.lit(KEY_SEPARATOR), "request_hash").alias("key")).to_series()
+
+
+def submission_job_id(spec: PipelineSpec, partition_key: str, keys: pl.DataFrame) -> str:
+    """Stable for the same set of requests (`id`, `request_hash` columns), so re-running a submission
+    never submits twice."""
     digest = hashlib.sha256()
-    for item in sorted(planned, key=lambda item: item.request.id):
-        digest.update(f"{item.request.id}\x1f{item.request_hash}\x1e".encode())
+    for part in keys.select("id", "request_hash").sort("id").iter_slices(SLICE_ROWS):
+        digest.update("".join(f"{rid}\x1f{rhash}\x1e" for rid, rhash in part.iter_rows()).encode())
     return f"{spec.name}.{partition_key}.{digest.hexdigest()[:12]}"

@@ -49,7 +49,7 @@ def evaluate_results_checks(
     spec: PipelineSpec,
     results: pl.DataFrame,
     dead_letters: pl.DataFrame,
-    input_ids: set[str],
+    input_ids: pl.Series,
     retry_in_flight: int,
 ) -> list[dg.AssetCheckResult]:
     duplicated = results.filter(pl.col("id").is_duplicated())["id"].unique().to_list()
@@ -60,8 +60,8 @@ def evaluate_results_checks(
             metadata={"duplicated_ids": len(duplicated), "examples": ", ".join(sorted(duplicated)[:10])},
         )
     ]
-    accounted = set(results["id"].to_list()) | set(dead_letters["id"].to_list())
-    missing = sorted(input_ids - accounted)
+    accounted = pl.concat([results["id"], dead_letters["id"]]).implode()
+    missing = input_ids.filter(~input_ids.is_in(accounted)).sort().to_list()
     checks.append(
         dg.AssetCheckResult(
             check_name=ITEMS_ACCOUNTED_FOR,

@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 import polars as pl
 
 from batch_pipelines.components.budget import submission_budget
-from batch_pipelines.components.requests_for_partition import PlannedRequest, plan_requests, submission_job_id
+from batch_pipelines.components.requests_for_partition import (
+    iter_planned,
+    joined_keys,
+    request_keys,
+    submission_job_id,
+)
 from batch_pipelines.engine import BatchJob, BatchManager
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -30,26 +35,17 @@ class SubmissionOutcome:
     skipped_dead: int
 
 
-RequestKey = tuple[str, str]
-
-
-def _key(item: PlannedRequest) -> RequestKey:
-    return (item.request.id, item.request_hash)
-
-
 def settled_request_keys(
     spec: PipelineSpec, layout: StorageLayout, partition_key: str
-) -> tuple[set[RequestKey], set[RequestKey]]:
-    """(id, request hash) pairs that need no new request: those answered, and those failed for good."""
+) -> tuple[pl.Series, pl.Series]:
+    """Joined (id, request hash) keys that need no new request: those answered, and those failed for good."""
     results = read_parquet_or_empty(
         layout.partition_path("results", spec.name, partition_key), RESULTS_SCHEMA
     )
     dead = read_parquet_or_empty(
         layout.partition_path("dead_letters", spec.name, partition_key), DEAD_LETTERS_SCHEMA
     ).filter(~pl.col("transient"))
-    answered: set[RequestKey] = set(results.select("id", "request_hash").iter_rows())
-    failed_for_good: set[RequestKey] = set(dead.select("id", "request_hash").iter_rows())
-    return answered, failed_for_good
+    return joined_keys(results), joined_keys(dead)
 
 
 async def submit_partition(
@@ -58,25 +54,29 @@ async def submit_partition(
     input_path = layout.partition_path("inputs", spec.name, partition_key)
     if not input_path.exists():
         raise MissingInputError(f"input partition {partition_key!r} of {spec.name!r} is not materialized")
-    planned = plan_requests(spec, pl.read_parquet(input_path))
-    answered, failed_for_good = settled_request_keys(spec, layout, partition_key)
-    settled = answered | failed_for_good
-    pending = [item for item in planned if _key(item) not in settled]
-    skipped_answered = sum(1 for item in planned if _key(item) in answered)
-    skipped_dead = len(planned) - len(pending) - skipped_answered
-    if not pending:
+    inputs = pl.read_parquet(input_path)
+    keys = request_keys(spec, inputs)
+    answered_keys, dead_keys = settled_request_keys(spec, layout, partition_key)
+    joined = joined_keys(keys)
+    answered = joined.is_in(answered_keys.implode())
+    pending_mask = ~(answered | joined.is_in(dead_keys.implode()))
+    submitted = int(pending_mask.sum())
+    skipped_answered = int(answered.sum())
+    skipped_dead = keys.height - submitted - skipped_answered
+    if not submitted:
         return SubmissionOutcome(
             job=None, submitted=0, skipped_answered=skipped_answered, skipped_dead=skipped_dead
         )
+    pending = inputs.filter(pending_mask)
     budget = await submission_budget(manager.store, spec, now=datetime.now(UTC))
     job = await manager.submit(
-        [item.request for item in pending],
-        job_id=submission_job_id(spec, partition_key, pending),
+        (item.request for item in iter_planned(spec, pending)),
+        job_id=submission_job_id(spec, partition_key, keys.filter(pending_mask)),
         metadata={"pipeline": spec.name, "partition_key": partition_key, "spec_version": spec_version(spec)},
         response_schema=spec.response_schema,
         max_cost_usd=budget.max_cost_usd,
         budget_note=budget.note,
     )
     return SubmissionOutcome(
-        job=job, submitted=len(pending), skipped_answered=skipped_answered, skipped_dead=skipped_dead
+        job=job, submitted=submitted, skipped_answered=skipped_answered, skipped_dead=skipped_dead
     )
