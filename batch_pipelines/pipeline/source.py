@@ -1,8 +1,12 @@
 """Reading one partition of a pipeline's source with polars and splitting usable rows from rejects.
 
-A usable row has a non-null id that appears once in the partition and a value for every column the
-prompt templates use. Everything else goes to the rejects table with the reason; it never sinks the
-partition. Missing columns, on the other hand, are a declaration error and fail loudly.
+A usable row has a non-null id that appears once in the partition, a value for every column the prompt
+templates use, text that was valid UTF-8 in its file, and a prompt that fits the model's context window.
+Everything else goes to the rejects table with the reason; it never sinks the partition. Missing columns,
+on the other hand, are a declaration error and fail loudly, as does a file that cannot be read.
+
+Files are scanned lazily and collected with polars' streaming engine, so only the partition's rows are
+held in memory, however large the file.
 """
 
 from __future__ import annotations
@@ -14,12 +18,19 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from batch_pipelines.pipeline.context_windows import CHARS_PER_TOKEN, context_window
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.tables import REJECTS_SCHEMA
 
 # Providers that restrict request ids (a batch line's custom_id); a row whose id breaks the rule is rejected
 # rather than failing the whole submission.
 PROVIDER_ID_RULES = {"anthropic": (r"^[a-zA-Z0-9_-]{1,64}$", "1-64 letters, digits, '_' or '-'")}
+# Where each row came from (file name, 1-based line or row), to name it in a reject; dropped afterwards.
+SOURCE_FILE = "_source_file"
+SOURCE_LINE = "_source_line"
+# CSV bytes that are not UTF-8 are read as U+FFFD so one bad row cannot fail the whole file.
+NOT_UTF8 = "\ufffd"
+DEFAULT_ANSWER_TOKENS = 256
 
 
 class SourceError(ValueError):
@@ -52,10 +63,14 @@ def load_source(spec: PipelineSpec, base_dir: Path) -> pl.LazyFrame:
 
 def _scan(file: Path, file_format: str | None) -> pl.LazyFrame:
     if file_format == "csv":
-        return pl.scan_csv(file)
-    if file_format == "jsonl":
-        return pl.scan_ndjson(file)
-    return pl.scan_parquet(file)
+        frame, first_line = pl.scan_csv(file, encoding="utf8-lossy"), 2  # line 1 is the header
+    elif file_format == "jsonl":
+        frame, first_line = pl.scan_ndjson(file), 1
+    else:
+        frame, first_line = pl.scan_parquet(file), 1
+    return frame.with_row_index(SOURCE_LINE, offset=first_line).with_columns(
+        pl.lit(file.name).alias(SOURCE_FILE)
+    )
 
 
 def partition_filter(spec: PipelineSpec, partition_key: str, schema: pl.Schema) -> pl.Expr:
@@ -87,13 +102,17 @@ def read_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> Pa
             f"pipeline {spec.name!r}: the source has no column(s) {', '.join(missing)} "
             f"(used by id_column / partitions / prompt); it has: {', '.join(schema.names())}"
         )
-    rows = lazy.filter(partition_filter(spec, partition_key, schema)).collect()
+    try:
+        rows = lazy.filter(partition_filter(spec, partition_key, schema)).collect(engine="streaming")
+    except (pl.exceptions.PolarsError, OSError) as error:
+        where = spec.source.path or "the query in 'source.sql'"
+        raise SourceError(f"pipeline {spec.name!r}: reading {where} failed: {error}") from None
     return split_rejects(spec, partition_key, rows)
 
 
 def split_rejects(spec: PipelineSpec, partition_key: str, rows: pl.DataFrame) -> PartitionRows:
     id_text = pl.col(spec.id_column).cast(pl.String)
-    reasons = [
+    reasons: list[pl.Expr] = [
         pl.when(pl.col(spec.id_column).is_null()).then(pl.lit(f"id column '{spec.id_column}' is null")),
         pl.when(id_text.is_duplicated() & id_text.is_not_null()).then(
             pl.lit(f"id is not unique in column '{spec.id_column}'")
@@ -103,6 +122,8 @@ def split_rejects(spec: PipelineSpec, partition_key: str, rows: pl.DataFrame) ->
             for column in spec.prompt.columns
         ),
     ]
+    reasons.extend(_not_utf8_reasons(spec, rows))
+    reasons.extend(_context_window_reasons(spec))
     if spec.provider in PROVIDER_ID_RULES:
         pattern, wording = PROVIDER_ID_RULES[spec.provider]
         reasons.append(
@@ -124,7 +145,43 @@ def split_rejects(spec: PipelineSpec, partition_key: str, rows: pl.DataFrame) ->
     ).cast(REJECTS_SCHEMA)  # type: ignore[arg-type]
     accepted = (
         checked.filter(pl.col("_reason").is_null())
-        .drop("row_number", "_reason")
+        .drop("row_number", "_reason", SOURCE_FILE, SOURCE_LINE, strict=False)
         .with_columns(id_text.alias(spec.id_column))
     )
     return PartitionRows(accepted=accepted, rejects=rejects)
+
+
+def _not_utf8_reasons(spec: PipelineSpec, rows: pl.DataFrame) -> list[pl.Expr]:
+    if SOURCE_FILE not in rows.columns:
+        return []
+    where = pl.format("(file {}, line {})", pl.col(SOURCE_FILE), pl.col(SOURCE_LINE))
+    return [
+        pl.when(pl.col(column).str.contains(NOT_UTF8, literal=True)).then(
+            pl.format("column '{}' holds bytes that are not valid UTF-8 {}", pl.lit(column), where)
+        )
+        for column in dict.fromkeys([spec.id_column, *spec.prompt.columns])
+        if rows.schema[column] == pl.String
+    ]
+
+
+def _context_window_reasons(spec: PipelineSpec) -> list[pl.Expr]:
+    window = context_window(spec.model)
+    if window is None:
+        return []
+    template_chars = sum(len(text) for text in (spec.prompt.system, spec.prompt.user) if text)
+    value_chars = pl.sum_horizontal(
+        [pl.col(column).cast(pl.String).str.len_chars().fill_null(0) for column in spec.prompt.columns]
+    )
+    answer_tokens = int(spec.params.get("max_tokens") or DEFAULT_ANSWER_TOKENS)
+    prompt_tokens = ((value_chars + template_chars) / CHARS_PER_TOKEN).ceil().cast(pl.Int64)
+    return [
+        pl.when(prompt_tokens + answer_tokens > window).then(
+            pl.format(
+                "prompt of about {} tokens plus {} answer tokens exceeds the {} context window ({} tokens)",
+                prompt_tokens,
+                pl.lit(answer_tokens),
+                pl.lit(spec.model),
+                pl.lit(window),
+            )
+        )
+    ]
