@@ -58,10 +58,24 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--workdir", default=None, help="working folder (default: $BATCH_PIPELINES_HOME)")
     parser.add_argument("--rows-per-day", type=int, default=DEFAULT_ROWS_PER_DAY, help=argparse.SUPPRESS)
     parser.add_argument("--time-scale", type=float, default=0.02, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pipeline",
+        choices=("support_tickets", "reviews"),
+        default="support_tickets",
+        help="support_tickets (chat, against the emulator) or reviews (embeddings on this machine, then "
+        "near-duplicates with DuckDB; needs the 'local' extra)",
+    )
+    parser.add_argument("--reviews-per-product", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(handler=run_demo_command)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
+    if args.pipeline == "reviews":
+        from batch_pipelines.demo.reviews_demo import run_reviews_demo
+
+        extra = {"reviews_per_product": args.reviews_per_product} if args.reviews_per_product else {}
+        run_reviews_demo(resolve_workdir(args.workdir), **extra)
+        return 0
     run_demo(resolve_workdir(args.workdir), rows_per_day=args.rows_per_day, time_scale=args.time_scale)
     return 0
 
