@@ -73,11 +73,11 @@ async def collect_partition(
         async for result in manager.iter_results(job_id):
             job_ids.append({"id": result.id})
             if result.ok:
-                answered.append(result_row(spec, partition_key, job, result, version))
+                answered.append(result_row(spec, partition_key, job.id, result, version))
             elif result.retryable and job.attempt < spec.max_attempts:
                 retry += 1
             else:
-                dead.append(dead_row(spec, partition_key, job, result))
+                dead.append(dead_row(spec, partition_key, job.id, result))
     except JobNotFinishedError as error:  # reopened between the two calls (e.g. a concurrent retry)
         raise JobStillRunningError(str(error)) from None
 
@@ -162,7 +162,7 @@ class _FrameBuffer:
 
 
 def result_row(
-    spec: PipelineSpec, partition_key: str, job: BatchJob, result: BatchResult, version: str
+    spec: PipelineSpec, partition_key: str, job_id: str, result: BatchResult, version: str
 ) -> dict[str, Any]:
     return {
         "pipeline": spec.name,
@@ -174,14 +174,14 @@ def result_row(
         "cost_usd": result.cost_usd,
         "attempt": result.attempt,
         "provider_batch_id": result.provider_batch_id,
-        "job_id": job.id,
+        "job_id": job_id,
         "spec_version": version,
         **parse_response_fields(result.response, spec.response_schema),
         **({EMBEDDING_COLUMN: result.embedding} if spec.kind == "embedding" else {}),
     }
 
 
-def dead_row(spec: PipelineSpec, partition_key: str, job: BatchJob, result: BatchResult) -> dict[str, Any]:
+def dead_row(spec: PipelineSpec, partition_key: str, job_id: str, result: BatchResult) -> dict[str, Any]:
     return {
         "pipeline": spec.name,
         "partition_key": partition_key,
@@ -190,5 +190,5 @@ def dead_row(spec: PipelineSpec, partition_key: str, job: BatchJob, result: Batc
         "error_message": result.error or "",
         "transient": result.retryable,
         "attempt": result.attempt,
-        "job_id": job.id,
+        "job_id": job_id,
     }
