@@ -40,7 +40,7 @@ async def open_engine(resource: BatchEngineResource, spec: PipelineSpec) -> Asyn
     )
     if resource.enqueued_token_limit is not None:
         provider.limits = replace(provider.limits, max_enqueued_tokens=resource.enqueued_token_limit)
-    store = BatchStore(layout.store_path)
+    store = BatchStore(resource.store_location())
     await store.initialize()
     try:
         yield EngineSession(manager=BatchManager(provider=provider, store=store), store=store)

@@ -19,8 +19,8 @@ from batch_pipelines.workdir import resolve_workdir
 class BatchEngineResource(dg.ConfigurableResource):
     """How the pipelines reach the batch engine: credentials, endpoint and the working folder.
 
-    The engine's store lives at `<workdir>/batches.db`, so every run, sensor tick and schedule of the code
-    location sees the same jobs.
+    The engine's store lives at `<workdir>/batches.db` (or at `store_url`, e.g. PostgreSQL), so every run,
+    sensor tick and schedule of the code location sees the same jobs.
     """
 
     api_key: str | None = Field(default=None, description="Provider API key; set it with dg.EnvVar.")
@@ -29,6 +29,11 @@ class BatchEngineResource(dg.ConfigurableResource):
     )
     workdir: str | None = Field(default=None, description="Working folder; default $BATCH_PIPELINES_HOME.")
     sensor_page_size: int = Field(default=50, ge=1, description="Open jobs a sensor tick refreshes at most.")
+    store_url: str | None = Field(
+        default=None,
+        description="Where the BatchStore lives: sqlite:///… or postgresql://user@host/db (several machines "
+        "share one ledger); None means <workdir>/batches.db.",
+    )
     enqueued_token_limit: int | None = Field(
         default=None,
         ge=1,
@@ -38,6 +43,9 @@ class BatchEngineResource(dg.ConfigurableResource):
 
     def working_folder(self) -> Path:
         return resolve_workdir(self.workdir)
+
+    def store_location(self) -> str | Path:
+        return self.store_url or self.layout().store_path
 
     def layout(self, spec: PipelineSpec | None = None) -> StorageLayout:
         return StorageLayout.for_workdir(self.working_folder(), spec.results_root if spec else None)

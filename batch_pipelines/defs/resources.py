@@ -1,7 +1,8 @@
 """Resources shared by every pipeline of the code location.
 
 The provider key comes from $BATCH_PIPELINES_API_KEY (read when a run starts, never stored); the
-endpoint from $BATCH_PIPELINES_BASE_URL when set (the demo points it at the local emulator).
+endpoint from $BATCH_PIPELINES_BASE_URL when set (the demo points it at the local emulator); the
+BatchStore from $BATCH_PIPELINES_STORE_URL when set (e.g. postgresql://… for several machines).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def resources() -> dg.Definitions:
             "batch_engine": BatchEngineResource(
                 api_key=dg.EnvVar("BATCH_PIPELINES_API_KEY"),
                 base_url=os.environ.get("BATCH_PIPELINES_BASE_URL") or None,
+                store_url=os.environ.get("BATCH_PIPELINES_STORE_URL") or None,
             ),
             "duckdb": DuckDBResource(),
         }

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from batch_pipelines.engine.errors import ProviderError
 from batch_pipelines.engine.models import BatchRequest, BatchStatus
-from batch_pipelines.engine.records import QUEUED, BatchRecord, JobRecord
+from batch_pipelines.engine.records import LAUNCHING, QUEUED, BatchRecord, JobRecord
 from batch_pipelines.engine.splitting import Chunk
 from batch_pipelines.engine.store import BatchStore
 from batch_pipelines.providers.base import BatchProvider, ProviderBatchState
@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 WAITING_FOR_BUDGET = "queued: waiting for the enqueued-token budget"
 # Errors at batch creation that condemn this batch's content only (recorded as its failure, not raised).
+# How long a claimed launch counts as in flight: the create call with its retries ends well within this.
+# A claim older than this, with no batch at the provider, was left by a process that died before
+# creating it, and is launched again.
+LAUNCH_LEASE_S = 300.0
 BATCH_CONTENT_ERRORS = frozenset({"invalid_request", "request_too_large"})
 
 
@@ -53,10 +57,12 @@ class BatchLauncher:
                         return
                 state = await self._find_launched(batch, known)
                 if state is None:
+                    if _launch_in_flight(batch):
+                        continue  # another process claimed it moments ago and is creating it now
                     started = time.time()
                     if not await self.store.claim_launch(batch, started):
                         continue  # another process is launching this batch right now
-                    batch.launch_started_at = started
+                    batch.launch_started_at, batch.detail = started, LAUNCHING
                     path = files.get(batch.chunk) or await self._render_chunk(record, batch, Path(tmp))
                     try:
                         state = await self.provider.create_batch(path, kind=record.kind, tags=batch.tags)
@@ -100,6 +106,11 @@ class BatchLauncher:
                         self.provider.render_line(BatchRequest.from_json(payload), record.response_schema)
                     )
         return path
+
+
+def _launch_in_flight(batch: BatchRecord) -> bool:
+    started = batch.launch_started_at
+    return batch.detail == LAUNCHING and started is not None and time.time() - started < LAUNCH_LEASE_S
 
 
 def intent(job_id: str, attempt: int, chunk: Chunk, now: float) -> BatchRecord:

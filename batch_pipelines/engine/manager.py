@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+from batch_pipelines.engine import preparation
 from batch_pipelines.engine.collecting import ResultCollector
 from batch_pipelines.engine.errors import (
     BudgetExceededError,
@@ -45,14 +46,22 @@ class BatchManager:
     """Runs batch jobs on one provider, recording them in ``store`` (in memory when omitted).
 
     ``work_dir`` is where rendered input files are written while they upload (the system temp by default).
+    Of several managers submitting one job id at once, one prepares it and the others wait for it; a
+    preparation silent for ``prepare_lease_s`` is taken over by the next submit.
     """
 
     def __init__(
-        self, provider: BatchProvider, store: BatchStore | None = None, *, work_dir: Path | None = None
+        self,
+        provider: BatchProvider,
+        store: BatchStore | None = None,
+        *,
+        work_dir: Path | None = None,
+        prepare_lease_s: float = preparation.PREPARE_LEASE_S,
     ) -> None:
         self.provider = provider
         self.store = store if store is not None else BatchStore()
         self.work_dir = work_dir
+        self.prepare_lease_s = prepare_lease_s
         self._launcher = BatchLauncher(provider, self.store, work_dir)
         self._collector = ResultCollector(provider, self.store)
 
@@ -82,17 +91,6 @@ class BatchManager:
         job_id = job_id or f"job-{uuid.uuid4().hex}"
         if not JOB_ID.match(job_id):
             raise ValueError(f"job_id {job_id!r}: use 1-200 letters, digits, '_', '-', '.' or ':'")
-        existing = await self.store.get_job_record(job_id)
-        if existing is not None and existing.prepared:
-            if (existing.provider, existing.model) != (self.provider.name, self.provider.model):
-                raise ValueError(
-                    f"job {job_id!r} was submitted to {existing.provider}/{existing.model}, "
-                    f"not {self.provider.name}/{self.provider.model}"
-                )
-            await self._launcher.launch_queued(existing, {})
-            return await self._record_status(job_id)
-        if existing is not None:  # an earlier submit died while preparing: start that over
-            await self.store.discard_job(job_id)
         if response_schema is not None:
             check_response_schema(response_schema)
         record = JobRecord(
@@ -105,23 +103,31 @@ class BatchManager:
             metadata=_checked_metadata(metadata),
             response_schema=response_schema,
         )
-        await self.store.save_job(record)
+        # An earlier submit that died while preparing is started over; one still preparing is awaited.
+        existing = await preparation.claim_or_await(self.store, record, self.prepare_lease_s)
+        if existing is not None:
+            if (existing.provider, existing.model) != (self.provider.name, self.provider.model):
+                raise ValueError(
+                    f"job {job_id!r} was submitted to {existing.provider}/{existing.model}, "
+                    f"not {self.provider.name}/{self.provider.model}"
+                )
+            await self._launcher.launch_queued(existing, {})
+            return await self._record_status(job_id)
         with tempfile.TemporaryDirectory(prefix="batch-", dir=self.work_dir) as tmp:
             try:
                 chunks = await self._prepare(record, requests, Path(tmp))
             except Exception:  # (an interrupted prepare is redone by the next submit of this job id)
-                await self.store.discard_job(job_id)
+                await self.store.discard_unprepared_job(job_id, record.prepare_lease_until)
                 raise
             if max_cost_usd is not None and (
                 record.estimated_usd is None or record.estimated_usd > max_cost_usd
             ):
-                await self.store.discard_job(job_id)
+                await self.store.discard_unprepared_job(job_id, record.prepare_lease_until)
                 raise BudgetExceededError(job_id, record.estimated_usd, max_cost_usd, budget_note)
             now = time.time()
             await self.store.add_batches([intent(job_id, 1, chunk, now) for chunk in chunks])
-            record.prepared = True
             record.detail = QUEUED
-            await self.store.save_job(record)
+            await preparation.finish(self.store, record)
             try:
                 await self._launcher.launch_queued(record, {chunk.index: chunk.path for chunk in chunks})
             except ProviderError as error:
@@ -166,6 +172,7 @@ class BatchManager:
             count += 1
             if len(rows) >= STORE_PAGE:
                 await self.store.add_requests(record.id, rows)
+                await preparation.renew(self.store, record, self.prepare_lease_s)
                 rows = []
         if duplicates:
             raise DuplicateRequestIdError(duplicates)

@@ -10,6 +10,7 @@ from batch_pipelines.engine.pricing import ModelPrice
 from batch_pipelines.providers.base import LineError
 
 QUEUED = "queued"  # raw_status of a batch recorded as intent, not created at the provider yet
+LAUNCHING = "queued: launching"  # detail of an intent whose create call a process has claimed
 
 
 @dataclass(slots=True)
@@ -30,6 +31,8 @@ class JobRecord:
     status: BatchStatus = BatchStatus.PENDING
     detail: str = "preparing"
     finished_at: float | None = None
+    # Until when the submitter preparing this job holds it (renewed as it goes); None once prepared.
+    prepare_lease_until: float | None = None
 
 
 @dataclass(slots=True)

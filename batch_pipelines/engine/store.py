@@ -24,7 +24,7 @@ from sqlalchemy.pool import StaticPool
 from batch_pipelines.engine.errors import JobNotFoundError
 from batch_pipelines.engine.models import BatchJob, BatchResult
 from batch_pipelines.engine.pricing import job_cost
-from batch_pipelines.engine.records import BatchRecord, JobRecord, ResultCounts
+from batch_pipelines.engine.records import LAUNCHING, BatchRecord, JobRecord, ResultCounts
 from batch_pipelines.engine.status import progress, summarize
 from batch_pipelines.engine.tables import (
     RESULT_COLUMNS,
@@ -43,6 +43,7 @@ from batch_pipelines.engine.tables import (
 
 T = TypeVar("T")
 PAGE = 2000
+SCHEMA_LOCK_KEY = 0x42505F5354  # a PostgreSQL advisory lock id for creating the tables ("BP_ST")
 
 
 class BatchStore:
@@ -77,8 +78,11 @@ class BatchStore:
             engine = sa.create_engine(self.url, connect_args={"timeout": 30})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = sa.create_engine(self.url, pool_pre_ping=True)
-        metadata.create_all(engine)
+            engine = sa.create_engine(_with_psycopg(self.url), pool_pre_ping=True)
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # processes starting together create the tables once
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            metadata.create_all(conn)
         self._engine = engine
 
     async def close(self) -> None:
@@ -110,6 +114,56 @@ class BatchStore:
         row = job_row(job)
         with self._begin() as conn:
             conn.execute(upsert_statement(conn, jobs, ["id"], [k for k in row if k != "id"]), [row])
+
+    async def claim_job(self, job: JobRecord) -> bool:
+        """Insert the job row unless one with its id exists: True when this caller created it (the one
+        submitter, among several racing on one job id, that prepares it)."""
+        return await self._run(self._claim_job, job)
+
+    def _claim_job(self, job: JobRecord) -> bool:
+        with self._begin() as conn:
+            statement = insert_if_absent(conn, jobs, ["id"]).returning(jobs.c.id)
+            return conn.execute(statement, job_row(job)).first() is not None
+
+    async def renew_preparation(self, job_id: str, held_until: float | None, until: float | None) -> bool:
+        """Move a job's preparation lease from ``held_until`` to ``until`` (None: prepared); False when
+        the lease is no longer the caller's (it expired and another submitter took the job over)."""
+        return await self._run(self._renew_preparation, job_id, held_until, until)
+
+    def _renew_preparation(self, job_id: str, held_until: float | None, until: float | None) -> bool:
+        statement = (
+            sa.update(jobs)
+            .where(jobs.c.id == job_id, _lease_is(held_until))
+            .values(prepare_lease_until=until)
+        )
+        with self._begin() as conn:
+            return bool(conn.execute(statement).rowcount == 1)
+
+    async def finish_preparation(self, job: JobRecord, held_until: float | None) -> bool:
+        """Replace the job row with ``job`` if its preparation lease is still ``held_until``."""
+        return await self._run(self._finish_preparation, job, held_until)
+
+    def _finish_preparation(self, job: JobRecord, held_until: float | None) -> bool:
+        values = {k: v for k, v in job_row(job).items() if k != "id"}
+        statement = sa.update(jobs).where(jobs.c.id == job.id, _lease_is(held_until)).values(**values)
+        with self._begin() as conn:
+            return bool(conn.execute(statement).rowcount == 1)
+
+    async def discard_unprepared_job(self, job_id: str, held_until: float | None) -> bool:
+        """Forget a job that was never prepared, if its preparation lease is still ``held_until``
+        (compare-and-set: of two processes taking over an abandoned job, one discards it)."""
+        return await self._run(self._discard_unprepared_job, job_id, held_until)
+
+    def _discard_unprepared_job(self, job_id: str, held_until: float | None) -> bool:
+        with self._begin() as conn:
+            deleted = conn.execute(
+                sa.delete(jobs).where(jobs.c.id == job_id, jobs.c.prepared.is_(False), _lease_is(held_until))
+            )
+            if deleted.rowcount != 1:
+                return False
+            for table in (results, requests, batches):
+                conn.execute(sa.delete(table).where(table.c.job_id == job_id))
+            return True
 
     async def get_job_record(self, job_id: str) -> JobRecord | None:
         return await self._run(self._get_job_record, job_id)
@@ -194,8 +248,9 @@ class BatchStore:
         await self._run(self._update, batches, keys, row)
 
     async def claim_launch(self, record: BatchRecord, started_at: float) -> bool:
-        """Mark a queued batch as being launched, unless another process did since ``record`` was read
-        (compare-and-set on ``launch_started_at``): True when this caller now owns the launch."""
+        """Mark a queued batch as being launched (detail LAUNCHING), unless another process did since
+        ``record`` was read (compare-and-set on ``launch_started_at``): True when this caller now owns
+        the launch."""
         return await self._run(self._claim_launch, record, started_at)
 
     def _claim_launch(self, record: BatchRecord, started_at: float) -> bool:
@@ -212,7 +267,7 @@ class BatchStore:
                 batches.c.provider_batch_id.is_(None),
                 unchanged,
             )
-            .values(launch_started_at=started_at)
+            .values(launch_started_at=started_at, detail=LAUNCHING)
         )
         with self._begin() as conn:
             return bool(conn.execute(statement).rowcount == 1)
@@ -446,6 +501,11 @@ def build_view(record: JobRecord, batch_records: list[BatchRecord], counts: Resu
     )
 
 
+def _lease_is(held_until: float | None) -> Any:
+    column = jobs.c.prepare_lease_until
+    return column.is_(None) if held_until is None else column == held_until
+
+
 def _same_request() -> Any:
     return sa.and_(results.c.job_id == requests.c.job_id, results.c.request_id == requests.c.request_id)
 
@@ -456,6 +516,14 @@ def _url_of(location: Path | str | None) -> str:
     if isinstance(location, Path) or "://" not in location:
         return f"sqlite:///{Path(location).expanduser().resolve()}"
     return location
+
+
+def _with_psycopg(url: str) -> str:
+    """``postgresql://`` (or ``postgres://``) URLs use psycopg 3 unless they name a driver themselves."""
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -479,4 +547,15 @@ def upsert_statement(conn: Connection, table: sa.Table, keys: list[str], update:
         return pg_stmt.on_conflict_do_update(
             index_elements=keys, set_={c: pg_stmt.excluded[c] for c in update}
         )
+    raise NotImplementedError(f"BatchStore supports SQLite and PostgreSQL, not {dialect}")
+
+
+def insert_if_absent(conn: Connection, table: sa.Table, keys: list[str]) -> Any:
+    """An insert that does nothing when the ``keys`` already exist (add RETURNING to tell which happened:
+    an insert's rowcount is not reliable across drivers)."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
     raise NotImplementedError(f"BatchStore supports SQLite and PostgreSQL, not {dialect}")

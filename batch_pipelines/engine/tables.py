@@ -39,6 +39,7 @@ jobs = sa.Table(
     sa.Column("response_schema", sa.Text),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
+    sa.Column("prepare_lease_until", sa.Float),
 )
 
 batches = sa.Table(
@@ -124,6 +125,7 @@ def job_row(job: JobRecord) -> dict[str, Any]:
         "response_schema": json.dumps(job.response_schema) if job.response_schema is not None else None,
         "created_at": job.created_at,
         "finished_at": job.finished_at,
+        "prepare_lease_until": job.prepare_lease_until,
     }
 
 
@@ -150,6 +152,7 @@ def job_from_row(row: Any) -> JobRecord:
         status=BatchStatus(row["status"]),
         detail=row["detail"],
         finished_at=row["finished_at"],
+        prepare_lease_until=row["prepare_lease_until"],
     )
 
 
