@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from batch_pipelines.engine.errors import classify
 from batch_pipelines.engine.limits import BatchLimits
@@ -17,9 +18,9 @@ from batch_pipelines.engine.pricing import ModelPrice, price_for
 from batch_pipelines.providers.base import ProviderBatchState
 from batch_pipelines.providers.http import ProviderHTTP
 
-# One encoder for every line: json.dumps with options would build a new encoder per call.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_decode = json.JSONDecoder().decode
+# msgspec: 3× the stdlib encoder and faster decoding on our lines (benchmarks/million.py, extras.json).
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 # 100,000 requests or 256 MB per batch; the margin leaves room for the JSON wrapper around the lines.
@@ -85,7 +86,7 @@ class AnthropicProvider:
             # Structured outputs (GA form): the model is constrained to the schema, which the engine
             # still validates on the way back.
             params["output_config"] = {"format": {"type": "json_schema", "schema": response_schema}}
-        return (_encode({"custom_id": request.id, "params": params}) + "\n").encode()
+        return _encode({"custom_id": request.id, "params": params}) + b"\n"
 
     async def create_batch(
         self, path: Path, *, kind: RequestKind, tags: dict[str, str]
@@ -136,7 +137,7 @@ class AnthropicProvider:
             yield line
 
     def parse_result_line(self, line: bytes) -> BatchResult:
-        record = _decode(line.decode())
+        record = _decode(line)
         custom_id = record["custom_id"]
         result = record.get("result") or {}
         kind = result.get("type")
