@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import string
 from datetime import date
+from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -137,8 +138,9 @@ class PromptSpec(_SpecModel):
             template_columns(template)
         return template
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
+        """Read once per row when rendering, so parsed once per spec."""
         found: list[str] = []
         for template in (self.system, self.user):
             if template is not None:
