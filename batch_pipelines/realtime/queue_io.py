@@ -28,23 +28,33 @@ class LeaseDispatcher:
         self.owner = owner
         self.unit = unit
         self._idle = 0
+        self._someone_idle = anyio.Event()
         self._send, self._receive = anyio.create_memory_object_stream[list[Lease]](0)
 
     async def next(self) -> list[Lease] | None:
+        # The dispatcher counts a worker busy as soon as it hands it a unit (the worker may not have
+        # resumed yet); a worker that leaves without a unit takes itself off the count.
         self._idle += 1
+        self._someone_idle.set()
         try:
             return await self._receive.receive()
         except anyio.EndOfStream:
-            return None
-        finally:
             self._idle -= 1
+            return None
+        except BaseException:  # cancelled while waiting
+            self._idle -= 1
+            raise
 
     async def run(self) -> None:
         unsent: list[list[Lease]] = []
         try:
             async with self._send:
                 while True:
-                    leases = await self.queue.lease(self.owner, max(1, self._idle) * self.unit)
+                    # Lease only for workers waiting now, so no lease sits unworked while they are busy.
+                    while self._idle == 0:
+                        await self._someone_idle.wait()
+                        self._someone_idle = anyio.Event()
+                    leases = await self.queue.lease(self.owner, self._idle * self.unit)
                     if not leases:
                         wakeup = await self.queue.next_wakeup()
                         if wakeup is None:
@@ -55,6 +65,7 @@ class LeaseDispatcher:
                     while unsent:
                         await self._send.send(unsent[0])
                         unsent.pop(0)
+                        self._idle -= 1
         finally:
             if unsent:  # stopped while holding leases no worker took: hand them back
                 with anyio.CancelScope(shield=True):
