@@ -18,7 +18,6 @@ from batch_pipelines.engine import BatchJob, BatchManager, BatchResult, JobNotFi
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.layout import StorageLayout
-from batch_pipelines.storage.parquet_files import read_parquet_or_empty, write_parquet_atomic
 from batch_pipelines.storage.tables import (
     DEAD_LETTERS_SCHEMA,
     RESULTS_SCHEMA,
@@ -58,7 +57,7 @@ async def collect_partition(
             f"job {job_id!r} is {job.status.value} ({job.detail}); the completion sensor requests this "
             "partition's results run when it ends"
         )
-    inputs = pl.read_parquet(layout.partition_path("inputs", spec.name, partition_key))
+    inputs = layout.read_partition("inputs", spec.name, partition_key)
     keys = request_keys(spec, inputs)
     del inputs
     version = spec_version(spec)
@@ -84,7 +83,6 @@ async def collect_partition(
     hashes = keys.lazy().unique("id", keep="first")
     collected_ids = job_ids.frame()["id"].implode()
     known_ids = keys["id"].implode()
-    results_path = layout.partition_path("results", spec.name, partition_key)
     answered_now = (
         answered.frame()
         .lazy()
@@ -93,12 +91,11 @@ async def collect_partition(
         .with_columns(pl.col("request_hash").fill_null(""))
     )
     earlier = (
-        read_parquet_or_empty(results_path, schema)
+        layout.read_partition("results", spec.name, partition_key, schema=schema)
         .lazy()
         .filter(~pl.col("id").is_in(collected_ids) & pl.col("id").is_in(known_ids))
     )
     merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed").sort("id").collect()
-    dead_path = layout.partition_path("dead_letters", spec.name, partition_key)
     dead_now = (
         dead.frame()
         .lazy()
@@ -107,7 +104,7 @@ async def collect_partition(
         .with_columns(pl.col("request_hash").fill_null(""))
     )
     earlier_dead = (
-        read_parquet_or_empty(dead_path, DEAD_LETTERS_SCHEMA)
+        layout.read_partition("dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA)
         .lazy()
         .filter(
             ~pl.col("id").is_in(collected_ids)
@@ -116,8 +113,8 @@ async def collect_partition(
         )
     )
     merged_dead = pl.concat([earlier_dead, dead_now]).sort("id").collect()
-    write_parquet_atomic(merged_results, results_path)
-    write_parquet_atomic(merged_dead, dead_path)
+    results_path = layout.write_partition(merged_results, "results", spec.name, partition_key)
+    layout.write_partition(merged_dead, "dead_letters", spec.name, partition_key)
     answered_count, dead_count = answered.height, dead.height
 
     if retry:
@@ -129,7 +126,7 @@ async def collect_partition(
         answered_now=answered_count,
         dead_now=dead_count,
         resubmitted=retry,
-        results_path=str(results_path),
+        results_path=results_path,
     )
 
 

@@ -6,7 +6,6 @@ from batch_pipelines.components.policies import STEP_RETRY_POLICY
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.pipeline.source import SourceError, read_partition
 from batch_pipelines.pipeline.spec import PipelineSpec
-from batch_pipelines.storage.parquet_files import write_parquet_atomic
 
 
 def input_key(spec: PipelineSpec) -> dg.AssetKey:
@@ -32,20 +31,16 @@ def build_input_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinitio
             rows = read_partition(spec, partition_key, layout.workdir)
         except SourceError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
-        input_path = write_parquet_atomic(
-            rows.accepted, layout.partition_path("inputs", spec.name, partition_key)
-        )
-        rejects_path = write_parquet_atomic(
-            rows.rejects, layout.partition_path("rejects", spec.name, partition_key)
-        )
+        input_path = layout.write_partition(rows.accepted, "inputs", spec.name, partition_key)
+        rejects_path = layout.write_partition(rows.rejects, "rejects", spec.name, partition_key)
         if rows.rejects.height:
             context.log.warning(f"{rows.rejects.height} row(s) rejected; see {rejects_path}")
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows.accepted.height,
                 "rejected_rows": rows.rejects.height,
-                "path": dg.MetadataValue.path(str(input_path)),
-                "rejects_path": dg.MetadataValue.path(str(rejects_path)),
+                "path": dg.MetadataValue.path(input_path),
+                "rejects_path": dg.MetadataValue.path(rejects_path),
             }
         )
 

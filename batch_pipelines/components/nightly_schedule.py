@@ -19,15 +19,17 @@ from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.layout import StorageLayout
 
 
-def partitions_with(folder_files: list[str], predicate: pl.Expr, columns: list[str]) -> set[str]:
+def partitions_with(
+    layout: StorageLayout, table: str, pipeline: str, predicate: pl.Expr, columns: list[str]
+) -> set[str]:
     keys = set()
-    for path in folder_files:
+    for key in layout.partition_keys(table, pipeline):
         try:
-            frame = pl.read_parquet(path, columns=columns)
+            frame = layout.read_partition(table, pipeline, key, columns=columns)
         except (OSError, pl.exceptions.PolarsError):
             continue
         if frame.height and frame.select(predicate.any()).item():
-            keys.add(path.rsplit("/", 1)[-1].removesuffix(".parquet"))
+            keys.add(key)
     return keys
 
 
@@ -41,10 +43,9 @@ def nightly_partition_keys(
         wanted.add((local_today - timedelta(days=1)).isoformat())
     else:
         wanted.update(valid)
-    results = sorted(str(path) for path in (layout.table_root("results") / spec.name).glob("*.parquet"))
-    wanted |= partitions_with(results, pl.col("spec_version") != spec_version(spec), ["spec_version"])
-    dead = sorted(str(path) for path in (layout.table_root("dead_letters") / spec.name).glob("*.parquet"))
-    wanted |= partitions_with(dead, pl.col("transient"), ["transient"])
+    outdated = pl.col("spec_version") != spec_version(spec)
+    wanted |= partitions_with(layout, "results", spec.name, outdated, ["spec_version"])
+    wanted |= partitions_with(layout, "dead_letters", spec.name, pl.col("transient"), ["transient"])
     return sorted(wanted & valid)
 
 

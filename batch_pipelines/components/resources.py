@@ -8,10 +8,13 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster_aws.s3 import S3Resource
+from fsspec import AbstractFileSystem
 from pydantic import Field
 
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines.storage.s3_tables import S3Location, S3Tables, duckdb_filesystem
 from batch_pipelines.storage.views import create_views
 from batch_pipelines.workdir import resolve_workdir
 
@@ -29,6 +32,14 @@ class BatchEngineResource(dg.ConfigurableResource):
     )
     workdir: str | None = Field(default=None, description="Working folder; default $BATCH_PIPELINES_HOME.")
     sensor_page_size: int = Field(default=50, ge=1, description="Open jobs a sensor tick refreshes at most.")
+    storage_url: str | None = Field(
+        default=None,
+        description="s3://bucket/prefix puts inputs, rejects, results and dead letters on S3 (through `s3`); "
+        "None keeps them under the working folder.",
+    )
+    s3: S3Resource | None = Field(
+        default=None, description="The dagster-aws S3Resource for storage_url; None: AWS defaults."
+    )
     store_url: str | None = Field(
         default=None,
         description="Where the BatchStore lives: sqlite:///… or postgresql://user@host/db (several machines "
@@ -48,17 +59,44 @@ class BatchEngineResource(dg.ConfigurableResource):
         return self.store_url or self.layout().store_path
 
     def layout(self, spec: PipelineSpec | None = None) -> StorageLayout:
-        return StorageLayout.for_workdir(self.working_folder(), spec.results_root if spec else None)
+        return StorageLayout.for_workdir(
+            self.working_folder(),
+            spec.results_root if spec else None,
+            remote=remote_tables(self.storage_url, self.s3),
+        )
 
 
 class DuckDBResource(dg.ConfigurableResource):
     """A DuckDB connection with the `results`, `dead_letters`, `rejects`, `jobs` and `costs` views."""
 
     workdir: str | None = Field(default=None, description="Working folder; default $BATCH_PIPELINES_HOME.")
+    storage_url: str | None = Field(default=None, description="s3://bucket/prefix when the tables are on S3.")
+    s3: S3Resource | None = Field(default=None, description="The S3Resource for storage_url.")
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        layout = StorageLayout.for_workdir(resolve_workdir(self.workdir))
+        remote = remote_tables(self.storage_url, self.s3)
+        layout = StorageLayout.for_workdir(resolve_workdir(self.workdir), remote=remote)
         with duckdb.connect() as connection:
-            create_views(connection, layout)
+            create_views(
+                connection, layout, duckdb_s3_filesystem(self.s3 or S3Resource()) if remote else None
+            )
             yield connection
+
+
+def remote_tables(storage_url: str | None, s3: S3Resource | None) -> S3Tables | None:
+    """The S3 tables of a resource's storage_url (None when the tables stay local)."""
+    if not storage_url:
+        return None
+    return S3Tables(client=(s3 or S3Resource()).get_client(), location=S3Location.parse(storage_url))
+
+
+def duckdb_s3_filesystem(s3: S3Resource) -> AbstractFileSystem:
+    """The S3Resource's endpoint, region and credentials (when set) as a filesystem DuckDB reads through."""
+    return duckdb_filesystem(
+        endpoint_url=s3.endpoint_url,
+        region=s3.region_name,
+        access_key=s3.aws_access_key_id,
+        secret_key=s3.aws_secret_access_key,
+        session_token=s3.aws_session_token,
+    )

@@ -65,9 +65,7 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
             outcome = asyncio.run(collect())
         except JobStillRunningError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
-        inputs = pl.read_parquet(
-            layout.partition_path("inputs", spec.name, partition_key), columns=[spec.id_column]
-        )
+        inputs = layout.read_partition("inputs", spec.name, partition_key, columns=[spec.id_column])
         input_ids = inputs[spec.id_column].cast(pl.String).unique()
         checks = evaluate_results_checks(
             spec, outcome.results, outcome.dead_letters, input_ids, outcome.resubmitted

@@ -19,7 +19,6 @@ from batch_pipelines.engine import BatchJob, BatchManager
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.layout import StorageLayout
-from batch_pipelines.storage.parquet_files import read_parquet_or_empty
 from batch_pipelines.storage.tables import DEAD_LETTERS_SCHEMA, RESULTS_SCHEMA
 
 
@@ -39,22 +38,18 @@ def settled_request_keys(
     spec: PipelineSpec, layout: StorageLayout, partition_key: str
 ) -> tuple[pl.Series, pl.Series]:
     """Joined (id, request hash) keys that need no new request: those answered, and those failed for good."""
-    results = read_parquet_or_empty(
-        layout.partition_path("results", spec.name, partition_key), RESULTS_SCHEMA
-    )
-    dead = read_parquet_or_empty(
-        layout.partition_path("dead_letters", spec.name, partition_key), DEAD_LETTERS_SCHEMA
-    ).filter(~pl.col("transient"))
+    results = layout.read_partition("results", spec.name, partition_key, schema=RESULTS_SCHEMA)
+    dead = layout.read_partition("dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA)
+    dead = dead.filter(~pl.col("transient"))
     return joined_keys(results), joined_keys(dead)
 
 
 async def submit_partition(
     manager: BatchManager, spec: PipelineSpec, layout: StorageLayout, partition_key: str
 ) -> SubmissionOutcome:
-    input_path = layout.partition_path("inputs", spec.name, partition_key)
-    if not input_path.exists():
+    if not layout.partition_exists("inputs", spec.name, partition_key):
         raise MissingInputError(f"input partition {partition_key!r} of {spec.name!r} is not materialized")
-    inputs = pl.read_parquet(input_path)
+    inputs = layout.read_partition("inputs", spec.name, partition_key)
     keys = request_keys(spec, inputs)
     answered_keys, dead_keys = settled_request_keys(spec, layout, partition_key)
     joined = joined_keys(keys)

@@ -6,6 +6,10 @@
 <workdir>/dead_letters/<pipeline>/<partition>.parquet  items that failed for good, with the provider's error
 <workdir>/batches.db                                   the engine's BatchStore
 <workdir>/catalog/jobs.parquet                         snapshot of the store for the `jobs`/`costs` views
+
+With `remote` set (S3Tables), the inputs, rejects, results and dead letters live on S3 instead, at
+`s3://<bucket>/<prefix>/<table>/<pipeline>/<partition>.parquet`; use the *_partition methods below to
+read and write them wherever they are.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from batch_pipelines.pipeline.partition_keys import check_partition_key
+from batch_pipelines.storage.parquet_files import write_parquet_atomic
+from batch_pipelines.storage.s3_tables import S3Tables
 
 TABLES = ("inputs", "rejects", "results", "dead_letters")
 
@@ -22,13 +30,16 @@ TABLES = ("inputs", "rejects", "results", "dead_letters")
 class StorageLayout:
     workdir: Path
     results_root: Path
+    remote: S3Tables | None = None
 
     @classmethod
-    def for_workdir(cls, workdir: Path, results_root: str | Path | None = None) -> StorageLayout:
+    def for_workdir(
+        cls, workdir: Path, results_root: str | Path | None = None, remote: S3Tables | None = None
+    ) -> StorageLayout:
         root = Path(results_root) if results_root else Path("results")
         if not root.is_absolute():
             root = workdir / root
-        return cls(workdir=workdir, results_root=root)
+        return cls(workdir=workdir, results_root=root, remote=remote)
 
     @property
     def store_path(self) -> Path:
@@ -52,3 +63,57 @@ class StorageLayout:
         if path.resolve().parent != folder.resolve():
             raise ValueError(f"partition key {partition_key!r} escapes {folder}")
         return path
+
+    # -- partition files, local or on S3 -------------------------------------------------------------------
+
+    def partition_location(self, table: str, pipeline: str, partition_key: str) -> str:
+        """Where one partition's file is: a local path or an s3:// URI (for messages and metadata)."""
+        if self.remote is None:
+            return str(self.partition_path(table, pipeline, partition_key))
+        self.partition_path(table, pipeline, partition_key)  # the same key checks
+        return self.remote.partition_uri(table, pipeline, partition_key)
+
+    def write_partition(self, frame: pl.DataFrame, table: str, pipeline: str, partition_key: str) -> str:
+        """Replace one partition's file whole; returns its location."""
+        path = self.partition_path(table, pipeline, partition_key)
+        if self.remote is None:
+            return str(write_parquet_atomic(frame, path))
+        return self.remote.write(frame, table, pipeline, partition_key)
+
+    def partition_exists(self, table: str, pipeline: str, partition_key: str) -> bool:
+        path = self.partition_path(table, pipeline, partition_key)
+        return path.exists() if self.remote is None else self.remote.exists(table, pipeline, partition_key)
+
+    def partition_keys(self, table: str, pipeline: str) -> list[str]:
+        """The keys of the partitions written to a table for one pipeline."""
+        check_partition_key(pipeline)
+        if self.remote is not None:
+            return self.remote.partition_keys(table, pipeline)
+        folder = self.table_root(table) / pipeline
+        return sorted(path.name.removesuffix(".parquet") for path in folder.glob("*.parquet"))
+
+    def read_partition(
+        self,
+        table: str,
+        pipeline: str,
+        partition_key: str,
+        *,
+        schema: pl.Schema | dict[str, pl.DataType] | None = None,
+        columns: list[str] | None = None,
+    ) -> pl.DataFrame:
+        """One partition's rows; a partition never written is empty with ``schema``, or, without a
+        schema, FileNotFoundError naming where it was looked for."""
+        path = self.partition_path(table, pipeline, partition_key)
+        if self.remote is None:
+            frame = pl.read_parquet(path, columns=columns) if path.exists() else None
+        else:
+            frame = self.remote.read(table, pipeline, partition_key, columns=columns)
+        if frame is not None:
+            return frame
+        if schema is None:
+            raise FileNotFoundError(
+                f"no {table} partition {partition_key!r} of {pipeline!r} at "
+                f"{self.partition_location(table, pipeline, partition_key)}"
+            )
+        empty = pl.DataFrame(schema=schema)
+        return empty.select(columns) if columns else empty

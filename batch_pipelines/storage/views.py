@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+from fsspec import AbstractFileSystem
 
 from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines.storage.tables import DEAD_LETTERS_SCHEMA, REJECTS_SCHEMA, RESULTS_SCHEMA
@@ -60,11 +61,36 @@ def _parquet_relation(folder: Path, schema: dict[str, pl.DataType]) -> str:
     return f"SELECT * FROM read_parquet({pattern}, union_by_name = true)"
 
 
-def create_views(connection: duckdb.DuckDBPyConnection, layout: StorageLayout) -> None:
+def _s3_parquet_relation(
+    s3: AbstractFileSystem, layout: StorageLayout, table: str, schema: dict[str, pl.DataType]
+) -> str:
+    assert layout.remote is not None
+    folder = layout.remote.location.key(table)
+    if not s3.glob(f"{layout.remote.location.bucket}/{folder}/*/*.parquet"):
+        return _empty_relation(schema)
+    pattern = _quote(layout.remote.location.uri(table, "*", "*.parquet"))
+    return f"SELECT * FROM read_parquet({pattern}, union_by_name = true)"
+
+
+def create_views(
+    connection: duckdb.DuckDBPyConnection, layout: StorageLayout, s3: AbstractFileSystem | None = None
+) -> None:
+    """Define the views on ``connection``. When the layout keeps its tables on S3, ``s3`` is the
+    filesystem DuckDB reads them through (see storage.s3_tables.duckdb_filesystem)."""
+    schemas = {"results": RESULTS_SCHEMA, "dead_letters": DEAD_LETTERS_SCHEMA, "rejects": REJECTS_SCHEMA}
+    if layout.remote is None:
+        tables = {
+            name: _parquet_relation(layout.table_root(name), schema) for name, schema in schemas.items()
+        }
+    else:
+        if s3 is None:
+            raise ValueError(
+                f"tables on s3://{layout.remote.location.bucket} need an S3 filesystem for DuckDB"
+            )
+        connection.register_filesystem(s3)
+        tables = {name: _s3_parquet_relation(s3, layout, name, schema) for name, schema in schemas.items()}
     relations = {
-        "results": _parquet_relation(layout.table_root("results"), RESULTS_SCHEMA),
-        "dead_letters": _parquet_relation(layout.table_root("dead_letters"), DEAD_LETTERS_SCHEMA),
-        "rejects": _parquet_relation(layout.table_root("rejects"), REJECTS_SCHEMA),
+        **tables,
         "jobs": (
             f"SELECT * FROM read_parquet({_quote(str(layout.jobs_snapshot_path))})"
             if layout.jobs_snapshot_path.exists()

@@ -1,4 +1,5 @@
-"""Fixtures for the scale-out tests: a fresh PostgreSQL database per test, and the Redis URL.
+"""Fixtures for the scale-out tests: a fresh PostgreSQL database per test, the Redis URL, and moto's S3/SQS
+server on a free loopback port.
 
 Each test gets its own database (created and dropped here), so tests never see each other's rows and
 can run against a shared server.
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from moto.server import ThreadedMotoServer
 
 from batch_pipelines_tests.services import require_service
 
@@ -43,3 +45,27 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def redis_url() -> str:
     return require_service("Redis", REDIS_URL_ENV, DEFAULT_REDIS_URL)
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    """moto in server mode: a local S3/SQS endpoint our code talks to over HTTP like the real one."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region in the environment, as a deployment's role would provide them."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
