@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
+from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from batch_pipelines.components.engine_session import open_engine, page_jobs
 from batch_pipelines.components.factory import build_pipeline_defs, results_job_name, submit_job_name
@@ -29,7 +30,8 @@ class PipelineDidNotFinishError(RuntimeError):
 
 def load_component_spec(defs_yaml: Path) -> PipelineSpec:
     """The spec a `BatchPipelineComponent` defs.yaml declares, its templates (`{{ env(...) }}`) resolved."""
-    document = yaml.safe_load(defs_yaml.read_text())
+    with defs_yaml.open(encoding="utf-8") as handle:  # a stream, so a YAML error names the file
+        document = yaml.safe_load(handle)
     component = BatchPipelineComponent.resolve_from_yaml(yaml.safe_dump(document.get("attributes")))
     return component.pipeline_spec(origin=str(defs_yaml))
 
@@ -75,16 +77,20 @@ class PipelineDriver:
         return result
 
     def launch(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult | None:
-        """Run a results request the way the daemon would: at most once per run key."""
-        if request.run_key is not None and request.run_key in self.seen_run_keys:
-            return None
+        """Run a results request the way the daemon would: at most once per run key. The run carries the
+        run key and sensor name as the daemon's runs do, so a daemon started later on the same instance
+        knows these keys were launched and does not collect the partitions again."""
+        tags = dict(request.tags)
         if request.run_key is not None:
+            if request.run_key in self.seen_run_keys:
+                return None
             self.seen_run_keys.add(request.run_key)
+            tags.update({RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: self.sensor.name})
         job = self.defs.resolve_job_def(results_job_name(self.spec))
         return job.execute_in_process(
             partition_key=request.partition_key,
             instance=self.instance,
-            tags=dict(request.tags),
+            tags=tags,
             raise_on_error=False,
             run_config=self._run_config(),
         )
