@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "batch_pipelines.console.job_commands",
     "batch_pipelines.console.cost_command",
     "batch_pipelines.console.report_command",
+    "batch_pipelines.console.spec_reference",
     "batch_pipelines.interchange.commands",
 )
 

@@ -175,7 +175,10 @@ class PipelineSpec(_SpecModel):
     partitions: PartitionsSpec = Field(description="How rows split into partitions.")
     id_column: str = Field(description="Column identifying a row: non-null and unique.")
     prompt: PromptSpec = Field(description="The request rendered for each row.")
-    provider: str = Field(description="`openai` (or any OpenAI-compatible server) or `anthropic`.")
+    provider: str = Field(
+        description="Provider API, e.g. `openai` (also any OpenAI-compatible server) or `anthropic`; an "
+        "unknown name is refused with the list of known ones."
+    )
     model: str = Field(min_length=1, description="The provider's model name, e.g. gpt-4o-mini.")
     kind: Literal["chat", "embedding"] = Field(
         default="chat",
