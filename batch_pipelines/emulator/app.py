@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from batch_pipelines.emulator.admin import AdminRoutes
 from batch_pipelines.emulator.anthropic_batches import MessageBatchRoutes
+from batch_pipelines.emulator.bedrock_jobs import BedrockRoutes
 from batch_pipelines.emulator.errors import ApiError, anthropic_response, new_request_id, openai_response
 from batch_pipelines.emulator.lifecycle import Lifecycle
 from batch_pipelines.emulator.openai_batches import BatchRoutes
@@ -96,6 +97,7 @@ class EmulatorApp:
                 anthropic("message_batches.results", message_batches.results),
                 methods=["GET"],
             ),
+            *BedrockRoutes(runtime).routes(),
             Route("/_emulator/health", admin.health, methods=["GET"]),
             Route("/_emulator/config", admin.get_config, methods=["GET"]),
             Route("/_emulator/config", self._admin(admin.patch_config), methods=["POST", "PATCH", "PUT"]),

@@ -21,7 +21,7 @@ from batch_pipelines.pipeline.partition_keys import check_partition_key
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 FILE_FORMATS = ("parquet", "csv", "jsonl")
-PROVIDERS = ("openai", "anthropic", "local")
+PROVIDERS = ("openai", "anthropic", "bedrock", "local")
 RESERVED_MODES = ("realtime", "auto")
 OWNER_PATTERN = r"team:[A-Za-z0-9_-]+|[^@\s]+@[^@\s]+\.[^@\s]+"
 DEFAULT_CRON = "0 3 * * *"  # 03:00, off-peak for most providers and most teams
