@@ -58,7 +58,7 @@ MAX_TOKENS = 100
 # ~600 characters: about 150 prompt tokens, so a call counts ~250 tokens and 600 RPM uses ~75% of TPM.
 PROMPT = "Classify this support ticket into billing, shipping or other, and say why in one sentence. " * 7
 BASELINE_CONCURRENCY = 16
-START_DELAY_S = 4.0  # workers import and connect, then all start at the same moment
+GO_DELAY_S = 0.5  # after every worker said it is ready, all start at the same moment
 
 
 @dataclass
@@ -66,7 +66,6 @@ class WorkerConfig:
     kind: str  # "realtime" or "baseline"
     base_url: str
     api_key: str
-    start_at: float
     seconds: float
     concurrency: int
     queue_path: str = ""
@@ -101,8 +100,8 @@ async def realtime_worker(config: WorkerConfig) -> None:
     )
     queue = WorkQueue(config.queue_path, name="bench", visibility_timeout_s=120)
     await queue.initialize()
-    await anyio.sleep(max(0.0, config.start_at - time.time()))
-    with anyio.move_on_after(config.seconds):
+    start_at = await ready_then_start()
+    with anyio.move_on_after(start_at + config.seconds - time.time()):
         await process_realtime(
             None, provider_client=provider, limiter=limiter, queue=queue, concurrency=config.concurrency
         )
@@ -136,22 +135,51 @@ async def baseline_worker(config: WorkerConfig) -> None:
                         finished.append(time.time())
                     return
 
-        await asyncio.sleep(max(0.0, config.start_at - time.time()))
+        start_at = await ready_then_start()
         indexes = range(config.first_item, config.first_item + config.items)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(one(index) for index in indexes)), timeout=config.seconds)
+            await asyncio.wait_for(
+                asyncio.gather(*(one(index) for index in indexes)),
+                timeout=start_at + config.seconds - time.time(),
+            )
     first_429 = min(rate_limited_at, default=None)
     await anyio.Path(config.done_path).write_text(json.dumps({"finished": finished, "first_429": first_429}))
 
 
-def run_workers(configs: list[WorkerConfig]) -> None:
+async def ready_then_start() -> float:
+    """Tell the parent this worker is set up, then wait for the common start time and for it to come."""
+    print("READY", flush=True)
+    line = await anyio.to_thread.run_sync(sys.stdin.readline)
+    start_at = float(line)
+    await anyio.sleep(max(0.0, start_at - time.time()))
+    return start_at
+
+
+def run_workers(configs: list[WorkerConfig]) -> float:
+    """Run the workers, started together once all are set up (imports alone take seconds on a loaded
+    machine); returns the common start time."""
     processes = [
-        subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(asdict(config))])
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", json.dumps(asdict(config))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for config in configs
     ]
     for process in processes:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "READY":
+            raise SystemExit("a benchmark worker failed to start")
+    start_at = time.time() + GO_DELAY_S
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(f"{start_at}\n")
+        process.stdin.close()
+    for process in processes:
         if process.wait() != 0:
             raise SystemExit(f"a benchmark worker failed with exit code {process.returncode}")
+    return start_at
 
 
 # -- phases ---------------------------------------------------------------------------------------------
@@ -194,17 +222,15 @@ def realtime_phase(
 
     anyio.run(fill)
     before = emulator_429s(emulator)
-    start_at = time.time() + START_DELAY_S
     per_worker = max(4, -(-suggested_concurrency(RPM, latency, headroom=3.0) // WORKERS))
     key = f"bench:{name}:{uuid.uuid4().hex[:8]}"
     api_key = f"sk-{name}-{uuid.uuid4().hex[:8]}"
-    run_workers(
+    start_at = run_workers(
         [
             WorkerConfig(
                 "realtime",
                 emulator.openai_base_url,
                 api_key,
-                start_at,
                 seconds,
                 per_worker,
                 queue_path=str(queue_path),
@@ -229,7 +255,6 @@ def realtime_phase(
 
 def baseline_phase(emulator: EmulatorProcess, folder: Path, seconds: float, warmup: float) -> PhaseResult:
     before = emulator_429s(emulator)
-    start_at = time.time() + START_DELAY_S
     share = int(RPM / 60 * seconds * 3 / WORKERS) + 100
     api_key = f"sk-baseline-{uuid.uuid4().hex[:8]}"
     configs = [
@@ -237,7 +262,6 @@ def baseline_phase(emulator: EmulatorProcess, folder: Path, seconds: float, warm
             "baseline",
             emulator.openai_base_url,
             api_key,
-            start_at,
             seconds,
             BASELINE_CONCURRENCY,
             first_item=worker * share,
@@ -246,7 +270,7 @@ def baseline_phase(emulator: EmulatorProcess, folder: Path, seconds: float, warm
         )
         for worker in range(WORKERS)
     ]
-    run_workers(configs)
+    start_at = run_workers(configs)
     reports = [json.loads(Path(config.done_path).read_text()) for config in configs]
     finished = [moment for report in reports for moment in report["finished"]]
     # The script spends the provider's full initial minute at once; measure once that is gone.
