@@ -105,15 +105,26 @@ def create_views(
     )
 
 
+def readable_folders(layout: StorageLayout) -> list[Path]:
+    """The folders the views read: the only ones a read-only catalog lets a query open."""
+    folders = [layout.table_root(table) for table in ("results", "dead_letters", "rejects")]
+    return [*folders, layout.jobs_snapshot_path.parent]
+
+
 @contextmanager
 def read_only_catalog(layout: StorageLayout) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only DuckDB connection with the views defined: nothing a query runs can write."""
+    """A read-only DuckDB connection with the views defined: nothing a query runs can write, and no file
+    outside the results tree can be read (external access off, the view folders allowed, settings locked)."""
     with tempfile.TemporaryDirectory(prefix="batch_pipelines_catalog_") as folder:
         catalog = Path(folder) / "catalog.duckdb"
         with duckdb.connect(str(catalog)) as writer:
             create_views(writer, layout)
         connection = duckdb.connect(str(catalog), read_only=True)
         try:
+            allowed = ", ".join(_quote(f"{path.resolve()}/") for path in readable_folders(layout))
+            connection.execute(f"SET allowed_directories = [{allowed}]")
+            connection.execute("SET enable_external_access = false")
+            connection.execute("SET lock_configuration = true")
             yield connection
         finally:
             connection.close()
