@@ -10,7 +10,7 @@ from batch_pipelines.components.policies import STEP_RETRY_POLICY
 from batch_pipelines.components.progress_metadata import job_progress_metadata
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.components.submission import MissingInputError, SubmissionOutcome, submit_partition
-from batch_pipelines.engine import BudgetExceededError
+from batch_pipelines.engine import BudgetExceededError, ProviderError
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
 
@@ -51,6 +51,11 @@ def build_submission_asset(
         try:
             outcome = asyncio.run(submit())
         except (MissingInputError, BudgetExceededError) as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        except ProviderError as error:
+            if error.retryable:
+                raise
+            # A refused key, a bad request or a missing model: a step retry would be refused the same way.
             raise dg.Failure(description=str(error), allow_retries=False) from None
         metadata: dict[str, dg.RawMetadataValue] = {
             "items_submitted": dg.MetadataValue.int(outcome.submitted),
