@@ -83,6 +83,7 @@ class BatchStore:
             if conn.dialect.name == "postgresql":  # processes starting together create the tables once
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
             metadata.create_all(conn)
+            _add_missing_columns(conn)
         self._engine = engine
 
     async def close(self) -> None:
@@ -516,6 +517,15 @@ def _url_of(location: Path | str | None) -> str:
     if isinstance(location, Path) or "://" not in location:
         return f"sqlite:///{Path(location).expanduser().resolve()}"
     return location
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Columns added to the job table since a store file was created (create_all adds none)."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(jobs.name)}
+    for column in jobs.columns:
+        if column.name not in present and column.nullable:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {jobs.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _with_psycopg(url: str) -> str:
