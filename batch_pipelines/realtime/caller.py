@@ -100,22 +100,24 @@ class RealtimeCaller:
                 raise ProviderError(
                     str(error), provider=self.provider.name, error_type="request_too_large", retryable=False
                 ) from None
-        sent_at = await self.budget.reserve(estimate) if self.budget is not None else 0.0
+        ticket = await self.budget.reserve(estimate) if self.budget is not None else None
         self.counters.requests_sent += 1
+        reported = None  # the budget the provider reported with its answer, if any
         try:
             answer = await self.provider.call(request, response_schema)
+            reported = answer.rate_limits
         except RealtimeCallError as error:
             if error.status_code == 429:
                 self.counters.rate_limited += 1
-            if self.budget is not None:
-                self.budget.observe(sent_at, error.rate_limits)
+            reported = error.rate_limits
             raise
         except ValueError as error:  # the provider cannot express this request at all
             raise ProviderError(
                 str(error), provider=self.provider.name, error_type="invalid_request", retryable=False
             ) from None
-        if self.budget is not None:
-            self.budget.observe(sent_at, answer.rate_limits)
+        finally:  # answered, refused, or lost on the way: either way no longer in flight
+            if self.budget is not None and ticket is not None:
+                self.budget.observe(ticket, reported)
         if reservation is not None and self.limiter is not None:
             await self.limiter.settle(reservation, answer.limit_tokens)
         return answer.result

@@ -2,15 +2,16 @@
 
 The shared limiter keeps every worker inside the configured limits; the provider's headers are the truth
 when those limits are set too high or another client spends from the same account. Each answer reports
-``remaining`` and when the budget is full again; from the answer to the request sent most recently we
-project the budget forward (it refills at ``(limit - remaining) / reset`` per second) and subtract what
-this process has sent since. A request that would not fit waits until it does.
+``remaining`` and when the budget is full again. From the newest answer we project the budget forward —
+it refills at ``(limit - remaining) / reset`` per second, counted from when the answer arrived — and
+subtract every request the report may not include: those still in flight when it arrived and those sent
+since. Both choices err towards waiting; a request that would not fit waits until it does.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections import deque
 from collections.abc import Callable
 
 import anyio
@@ -26,46 +27,45 @@ class ProviderBudget:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._snapshot: RateLimitSnapshot | None = None
-        self._snapshot_sent_at = float("-inf")
-        self._sent: deque[tuple[float, int]] = deque()  # (sent_at, tokens) of requests after the snapshot
-        self._last_sent_at = float("-inf")
+        self._snapshot_at = 0.0
+        self._tickets = itertools.count()
+        self._in_flight: dict[int, int] = {}  # ticket -> tokens, sent and not answered yet
+        self._unreported: dict[int, int] = {}  # ticket -> tokens the newest report may not include
 
     @property
     def known(self) -> bool:
         return self._snapshot is not None
 
-    def observe(self, sent_at: float, snapshot: RateLimitSnapshot | None) -> None:
-        """Take the budget reported in the answer to a request sent at ``sent_at`` (if it is the newest)."""
-        if snapshot is None or sent_at <= self._snapshot_sent_at:
+    def record_send(self, tokens: int) -> int:
+        """Note a request about to be sent; returns its ticket (pass it to ``observe`` with the answer)."""
+        ticket = next(self._tickets)
+        self._in_flight[ticket] = tokens
+        self._unreported[ticket] = tokens
+        return ticket
+
+    def observe(self, ticket: int, snapshot: RateLimitSnapshot | None) -> None:
+        """The answer to ``ticket`` arrived, reporting ``snapshot`` (None when it carried no headers)."""
+        self._in_flight.pop(ticket, None)
+        if snapshot is None:
             return
         self._snapshot = snapshot
-        self._snapshot_sent_at = sent_at
-        while self._sent and self._sent[0][0] <= sent_at:
-            self._sent.popleft()
+        self._snapshot_at = self._clock()
+        self._unreported = dict(self._in_flight)
 
     def wait_seconds(self, tokens: int) -> float:
         """How long a request of ``tokens`` must wait to fit the projected budget (0: send now)."""
         snapshot = self._snapshot
         if snapshot is None:
             return 0.0
-        elapsed = self._clock() - self._snapshot_sent_at
-        sent_requests = len(self._sent)
-        sent_tokens = sum(amount for _, amount in self._sent)
+        elapsed = self._clock() - self._snapshot_at
         waits = [
-            _wait(snapshot.requests, elapsed, sent_requests, 1),
-            _wait(snapshot.tokens, elapsed, sent_tokens, tokens),
+            _wait(snapshot.requests, elapsed, len(self._unreported), 1),
+            _wait(snapshot.tokens, elapsed, sum(self._unreported.values()), tokens),
         ]
         return min(max(waits), MAX_WAIT_S)
 
-    def record_send(self, tokens: int) -> float:
-        """Note a request about to be sent; returns its send time (pass it to ``observe``)."""
-        now = max(self._clock(), self._last_sent_at + 1e-9)  # distinct, increasing send times
-        self._last_sent_at = now
-        self._sent.append((now, tokens))
-        return now
-
-    async def reserve(self, tokens: int) -> float:
-        """Wait until ``tokens`` fit what the provider has left, then record the send."""
+    async def reserve(self, tokens: int) -> int:
+        """Wait until ``tokens`` fit what the provider has left, then record the send (its ticket)."""
         while True:
             wait = self.wait_seconds(tokens)
             if wait <= 0:

@@ -134,14 +134,27 @@ def test_openai_reset_durations_are_read_in_seconds() -> None:
 def test_the_budget_waits_for_what_the_provider_says_is_gone() -> None:
     now = [100.0]
     budget = ProviderBudget(clock=lambda: now[0])
-    sent = budget.record_send(10)
+    first = budget.record_send(10)
+    in_flight = budget.record_send(10)
     # 10 requests per 10 s: none left, full again in 10 s, so one comes back every second.
-    budget.observe(sent, RateLimitSnapshot(Budget(10, 0, 10.0), None))
+    budget.observe(first, RateLimitSnapshot(Budget(10, 0, 10.0), None))
 
-    assert budget.wait_seconds(10) == pytest.approx(1.0)
-    now[0] += 0.5
+    # The request still in flight may not be in the report yet: it counts against the budget too.
+    assert budget.wait_seconds(10) == pytest.approx(2.0)
+    now[0] += 1.5
     assert budget.wait_seconds(10) == pytest.approx(0.5)
+    budget.observe(in_flight, None)  # answered without headers: nothing new is known
     now[0] += 0.5
     assert budget.wait_seconds(10) == 0
     budget.record_send(10)
-    assert budget.wait_seconds(10) == pytest.approx(1.0)  # our own send since the answer counts
+    assert budget.wait_seconds(10) == pytest.approx(1.0)  # our own send since the report counts
+
+
+def test_the_budget_refills_from_when_the_report_arrived() -> None:
+    now = [0.0]
+    budget = ProviderBudget(clock=lambda: now[0])
+    ticket = budget.record_send(100)
+    now[0] = 5.0  # a slow answer: the report describes the budget at some moment in these 5 s
+    budget.observe(ticket, RateLimitSnapshot(None, Budget(1_000, 0, 10.0)))
+
+    assert budget.wait_seconds(300) == pytest.approx(3.0)  # 100 tokens/s, counted from the arrival

@@ -43,12 +43,22 @@ async def test_enqueueing_the_same_ids_again_adds_nothing(queue: WorkQueue) -> N
     assert (await queue.counts()).pending == 6
 
 
+async def test_a_held_lease_is_not_delivered_to_anyone_else(queue: WorkQueue) -> None:
+    await queue.initialize()
+    await queue.enqueue(tickets(2))
+    [held] = await queue.lease("first")
+
+    [other] = await queue.lease("second", 10)
+
+    assert (held.item_id, other.item_id) == ("t0", "t1")
+    assert await queue.lease("third", 10) == []
+
+
 async def test_an_expired_lease_is_delivered_again_as_a_new_attempt(tmp_path: Path) -> None:
-    queue = WorkQueue(tmp_path / "q.db", visibility_timeout_s=0.1)
+    queue = WorkQueue(tmp_path / "q.db", visibility_timeout_s=0.05)
     await queue.initialize()
     await queue.enqueue(tickets(1))
     [first] = await queue.lease("dies")
-    assert await queue.lease("other") == []
 
     [again] = await lease_when_ready(queue, "other")
 
