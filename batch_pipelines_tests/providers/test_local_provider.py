@@ -6,7 +6,10 @@ retry); the model is the real all-MiniLM-L6-v2 shipped in a package, on the CPU.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +122,32 @@ async def test_chat_requests_are_refused_naming_the_request(tmp_path: Path) -> N
     chat = BatchRequest(id="ticket-7", messages=[{"role": "user", "content": "Classify this"}])
     with pytest.raises(ValueError, match="ticket-7"):
         await manager.submit([chat], job_id="chat-job")
+
+
+@pytest.mark.anyio
+async def test_a_killed_worker_is_replaced_and_resumes_without_embedding_twice(
+    model: str, tmp_path: Path
+) -> None:
+    provider = LocalProvider(model, work_dir=tmp_path, max_batch_size=4, idle_exit_s=20)
+    manager = BatchManager(provider)
+    requests = [
+        BatchRequest(id=f"r{i:03d}", input=f"item {i}: the strap held up on a long hike") for i in range(120)
+    ]
+    job = await manager.submit(requests, job_id="resume-me")
+    batch_id = job.provider_batch_ids[0]
+    deadline = time.monotonic() + DEADLINE_S
+    while (await provider.get_batch(batch_id)).completed == 0:  # mid-batch: some passes written
+        assert time.monotonic() < deadline
+        await anyio.sleep(0.05)
+    worker_pid = int((provider.root / "worker.lock").read_text())
+    os.kill(worker_pid, signal.SIGKILL)  # the worker this test's provider started
+
+    finished = await wait_until_ended(manager, "resume-me")  # polling starts a new worker
+    assert finished.status == BatchStatus.COMPLETED
+    results = await manager.get_results("resume-me")
+    assert [r.id for r in results] == [r.id for r in requests] and all(r.ok for r in results)
+    written = (provider.root / batch_id / "output.jsonl").read_text().splitlines()
+    custom_ids = [json.loads(line)["custom_id"] for line in written]
+    assert sorted(custom_ids) == sorted(r.id for r in requests)  # each item embedded once
+    assert int((provider.root / "worker.lock").read_text()) != worker_pid
+    assert provider.stop_worker(timeout_s=60)
