@@ -12,6 +12,9 @@ import boto3
 import dagster as dg
 import pytest
 
+from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.components.rate_limiter_resource import RateLimiterResource
+from batch_pipelines.components.realtime_worker import build_realtime_worker_job
 from batch_pipelines.components.worker_scaling import WORKER_POOL_TAG, build_worker_scaling_sensor
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.engine.models import BatchRequest, BatchResult
@@ -165,3 +168,32 @@ async def test_the_scaling_sensor_follows_queue_depth_up_to_the_ceiling_and_back
     for run in runs[1:]:
         instance.report_run_failed(run)
     assert isinstance(await evaluate(replacement.cursor), dg.SkipReason)  # drained: back to zero
+
+
+async def test_a_worker_run_drains_the_queue_through_the_shared_limiter(
+    emulator: EmulatorProcess, sqs: object, sqs_queue: SqsWorkQueue, redis_url: str
+) -> None:
+    def open_queue() -> SqsWorkQueue:
+        return SqsWorkQueue(
+            sqs_queue.queue_url,
+            ledger_url=sqs_queue.ledger_url,
+            dead_letter_queue_url=sqs_queue.dead_letter_queue_url,
+            client=sqs,
+        )
+
+    worker = build_realtime_worker_job(
+        pool="tickets", provider="openai", model="gpt-4o-mini", open_queue=open_queue
+    )
+    assert worker.tags[WORKER_POOL_TAG] == "tickets"
+    await sqs_queue.enqueue(_tickets(20))
+    resources = {
+        "batch_engine": BatchEngineResource(api_key="sk-test", base_url=emulator.openai_base_url),
+        "rate_limiter": RateLimiterResource(
+            url=redis_url, requests_per_minute=6_000, tokens_per_minute=1_000_000
+        ),
+    }
+    result = await anyio.to_thread.run_sync(lambda: worker.execute_in_process(resources=resources))
+    assert result.success
+    counts = await sqs_queue.counts()
+    assert (counts.open, counts.done) == (0, 20)
+    assert emulator.stats()["requests_by_endpoint"]["chat.completions"] == 20
