@@ -28,7 +28,7 @@ CHROMIUM_FLAGS = [
 
 def require_chromium() -> str:
     """The chromium executable, or skip (fail under CI=true) saying how to get it."""
-    found = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    found = shutil.which("chromium")
     problem = None
     if found is None:
         problem = "Debian's chromium is not installed (apt-get install -y chromium)"
