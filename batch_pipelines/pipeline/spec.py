@@ -176,8 +176,9 @@ class PipelineSpec(_SpecModel):
     id_column: str = Field(description="Column identifying a row: non-null and unique.")
     prompt: PromptSpec = Field(description="The request rendered for each row.")
     provider: str = Field(
-        description="Provider API, e.g. `openai` (also any OpenAI-compatible server) or `anthropic`; an "
-        "unknown name is refused with the list of known ones."
+        description="Provider API, e.g. `openai` (also any OpenAI-compatible server), `anthropic`, or `local` "
+        "(a sentence-transformers model on this machine, `kind: embedding`); an unknown name is refused with "
+        "the list of known ones."
     )
     model: str = Field(min_length=1, description="The provider's model name, e.g. gpt-4o-mini.")
     kind: Literal["chat", "embedding"] = Field(
