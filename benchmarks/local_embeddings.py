@@ -111,3 +111,7 @@ def main() -> None:
     for name, rate in best.items():
         print(f"{name:<48} {rate:8.1f} embeddings/{args.clock}-s ({rate / baseline:4.2f}x)", flush=True)
     print(f"speedup={max(rate for name, rate in best.items() if name != baseline_name) / baseline:.2f}")
+
+
+if __name__ == "__main__":
+    main()
