@@ -59,13 +59,24 @@ class DagsterDeployment:
                 *("-h", "127.0.0.1", "-p", str(self.port), "-w", str(workspace)),
             ],
         }
-        for name, command in commands.items():
-            log = (logs / f"{name}.log").open("wb")
-            self.processes.append(
-                subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-            )
+        self.commands = commands
+        for name in commands:
+            self.processes.append(self._start(name))
         self._wait_until_location_loaded(timeout_s=120)
         return self
+
+    def _start(self, name: str) -> subprocess.Popen[bytes]:
+        log = (self.home / "logs" / f"{name}.log").open("ab")
+        return subprocess.Popen(
+            self.commands[name], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+        )
+
+    def restart_daemon(self) -> None:
+        """Kill the daemon outright (SIGKILL, as a crash or a node loss would) and start a new one."""
+        daemon = self.processes[0]
+        daemon.kill()
+        daemon.wait(timeout=30)
+        self.processes[0] = self._start("daemon")
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
