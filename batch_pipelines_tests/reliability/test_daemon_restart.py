@@ -85,7 +85,9 @@ def test_sensor_resumes_after_the_daemon_is_killed_with_jobs_open(
     launched = [run for run in runs if "dagster/parent_run_id" not in run.tags]
     run_keys = [run.tags.get("dagster/run_key") for run in launched]
     assert len(run_keys) == len(set(run_keys)) == ledger.batches  # one results run per provider batch
-    newest = {run.tags.get("dagster/run_key"): run for run in sorted(runs, key=lambda r: r.start_time or 0)}
+    newest: dict[str | None, dg.DagsterRun] = {}
+    for run in runs:  # newest first
+        newest.setdefault(run.tags.get("dagster/run_key"), run)
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in newest.values())
     ids = set(zip(frame["created_at"].dt.date().cast(str), frame["ticket_id"], strict=True))
     figures = record(
