@@ -103,7 +103,7 @@ class Worker:
         except Exception as error:  # an unreadable model or input fails this batch, not the worker
             logger.exception("batch %s failed", batch.id)
             self.table.finish(
-                batch.id, error_code="model_error", error_message=f"{type(error).__name__}: {error}"
+                batch.id, error_code="model_not_found", error_message=f"{type(error).__name__}: {error}"
             )
             return
         done = _written_ids(folder)
@@ -115,7 +115,13 @@ class Worker:
             counts["failed"] = len(invalid)
             todo = [(custom_id, text) for custom_id, text in items if custom_id not in done]
             counts["completed"] = len(items) - len(todo)
-            self._embed(batch, encoder, key, todo, output, errors, counts)
+            try:
+                self._embed(batch, encoder, key, todo, output, errors, counts)
+            except Exception as error:  # the items not written yet come back as retryable failures
+                logger.exception("batch %s failed", batch.id)
+                message = f"{type(error).__name__}: {error}"
+                self.table.finish(batch.id, error_code="server_error", error_message=message)
+                return
         self.table.finish(batch.id)
 
     def _embed(
