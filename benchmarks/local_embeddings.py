@@ -31,7 +31,7 @@ UNLIMITED_TOKENS = 10**9  # the batch size alone bounds a pass here
 
 
 def texts(count: int) -> list[str]:
-    reviews = generate_reviews(reviews_per_product=max(40, count // 3)).frame["body"].to_list()
+    reviews = generate_reviews(reviews_per_product=100).frame["body"].to_list()
     rng = random.Random(5)
     return [" ".join(rng.sample(reviews, k=rng.choice((1, 1, 1, 2, 3)))) for _ in range(count)]
 

@@ -20,6 +20,7 @@ DEFAULT_REVIEWS_PER_PRODUCT = 120
 REVIEWS_SEED = 20261122
 NEAR_DUPLICATE_SHARE = 0.06
 MAX_SHARED_SENTENCES = 2  # of five, between two reviews that are not re-posts of each other
+MAX_DRAWS = 200_000  # per product; a few hundred reviews per product fit the pools
 
 _OPENINGS = (
     "Bought the {product} last month for my daily routine.",
@@ -99,7 +100,9 @@ def generate_reviews(
     for product in PRODUCTS:
         first = len(rows)
         written: list[tuple[str, ...]] = []
-        while len(written) < reviews_per_product:
+        for _attempt in range(MAX_DRAWS):
+            if len(written) == reviews_per_product:
+                break
             sentences = (
                 rng.choice(_OPENINGS).format(product=product),
                 f"Overall {rng.choice(_ASPECTS[product])}.",
@@ -111,6 +114,10 @@ def generate_reviews(
                 continue  # only the planted re-posts come close to another review
             written.append(sentences)
             rows.append({"product": product, "stars": rng.randint(1, 5), "body": " ".join(sentences)})
+        if len(written) < reviews_per_product:
+            raise ValueError(
+                f"reviews_per_product={reviews_per_product}: the sentence pools hold fewer distinct reviews"
+            )
         reposts = max(1, int(reviews_per_product * NEAR_DUPLICATE_SHARE))
         for original in rng.sample(range(first, len(rows)), k=reposts):
             rows.append(dict(rows[original], body=_lightly_edited(str(rows[original]["body"]), rng)))
