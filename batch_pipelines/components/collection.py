@@ -61,11 +61,8 @@ async def collect_partition(
     keys = request_keys(spec, inputs)
     del inputs
     version = spec_version(spec)
-    schema = results_frame_schema(spec)
-    answered = _FrameBuffer({name: dtype for name, dtype in schema.items() if name != "request_hash"})
-    dead = _FrameBuffer(
-        {name: dtype for name, dtype in DEAD_LETTERS_SCHEMA.items() if name != "request_hash"}
-    )
+    answered = _FrameBuffer(results_row_schema(spec))
+    dead = _FrameBuffer(dead_row_schema())
     job_ids = _FrameBuffer({"id": pl.String()})
     retry = 0
     try:
@@ -80,41 +77,9 @@ async def collect_partition(
     except JobNotFinishedError as error:  # reopened between the two calls (e.g. a concurrent retry)
         raise JobStillRunningError(str(error)) from None
 
-    hashes = keys.lazy().unique("id", keep="first")
-    collected_ids = job_ids.frame()["id"].implode()
-    known_ids = keys["id"].implode()
-    answered_now = (
-        answered.frame()
-        .lazy()
-        .join(hashes, on="id", how="left")
-        .select(list(schema))
-        .with_columns(pl.col("request_hash").fill_null(""))
+    merged_results, merged_dead, results_path = write_partition_tables(
+        spec, layout, partition_key, keys, answered.frame(), dead.frame(), job_ids.frame()["id"]
     )
-    earlier = (
-        layout.read_partition("results", spec.name, partition_key, schema=schema)
-        .lazy()
-        .filter(~pl.col("id").is_in(collected_ids) & pl.col("id").is_in(known_ids))
-    )
-    merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed").sort("id").collect()
-    dead_now = (
-        dead.frame()
-        .lazy()
-        .join(hashes, on="id", how="left")
-        .select(list(DEAD_LETTERS_SCHEMA))
-        .with_columns(pl.col("request_hash").fill_null(""))
-    )
-    earlier_dead = (
-        layout.read_partition("dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA)
-        .lazy()
-        .filter(
-            ~pl.col("id").is_in(collected_ids)
-            & ~pl.col("id").is_in(merged_results["id"].implode())
-            & pl.col("id").is_in(known_ids)
-        )
-    )
-    merged_dead = pl.concat([earlier_dead, dead_now]).sort("id").collect()
-    results_path = layout.write_partition(merged_results, "results", spec.name, partition_key)
-    layout.write_partition(merged_dead, "dead_letters", spec.name, partition_key)
     answered_count, dead_count = answered.height, dead.height
 
     if retry:
@@ -128,6 +93,65 @@ async def collect_partition(
         resubmitted=retry,
         results_path=results_path,
     )
+
+
+def write_partition_tables(
+    spec: PipelineSpec,
+    layout: StorageLayout,
+    partition_key: str,
+    keys: pl.DataFrame,
+    answered: pl.DataFrame,
+    dead: pl.DataFrame,
+    collected_ids: pl.Series,
+) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+    """Merge newly collected result and dead-letter rows (without `request_hash`) into the partition's
+    files and replace each in one step; rows of earlier collections for other ids stay. `keys` holds the
+    partition's `id` and `request_hash` columns; `collected_ids` every id this collection decided."""
+    schema = results_frame_schema(spec)
+    hashes = keys.lazy().unique("id", keep="first")
+    ids_now = collected_ids.implode()
+    known_ids = keys["id"].implode()
+    answered_now = (
+        answered.lazy()
+        .join(hashes, on="id", how="left")
+        .select(list(schema))
+        .with_columns(pl.col("request_hash").fill_null(""))
+    )
+    earlier = (
+        layout.read_partition("results", spec.name, partition_key, schema=schema)
+        .lazy()
+        .filter(~pl.col("id").is_in(ids_now) & pl.col("id").is_in(known_ids))
+    )
+    merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed").sort("id").collect()
+    dead_now = (
+        dead.lazy()
+        .join(hashes, on="id", how="left")
+        .select(list(DEAD_LETTERS_SCHEMA))
+        .with_columns(pl.col("request_hash").fill_null(""))
+    )
+    earlier_dead = (
+        layout.read_partition("dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA)
+        .lazy()
+        .filter(
+            ~pl.col("id").is_in(ids_now)
+            & ~pl.col("id").is_in(merged_results["id"].implode())
+            & pl.col("id").is_in(known_ids)
+        )
+    )
+    merged_dead = pl.concat([earlier_dead, dead_now]).sort("id").collect()
+    results_path = layout.write_partition(merged_results, "results", spec.name, partition_key)
+    layout.write_partition(merged_dead, "dead_letters", spec.name, partition_key)
+    return merged_results, merged_dead, results_path
+
+
+def results_row_schema(spec: PipelineSpec) -> dict[str, pl.DataType]:
+    """The columns `result_row` fills (the results schema less `request_hash`)."""
+    return {name: dtype for name, dtype in results_frame_schema(spec).items() if name != "request_hash"}
+
+
+def dead_row_schema() -> dict[str, pl.DataType]:
+    """The columns `dead_row` fills."""
+    return {name: dtype for name, dtype in DEAD_LETTERS_SCHEMA.items() if name != "request_hash"}
 
 
 class _FrameBuffer:

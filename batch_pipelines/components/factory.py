@@ -11,6 +11,11 @@ from batch_pipelines.components.completion_sensor import build_completion_sensor
 from batch_pipelines.components.input_asset import build_input_asset, input_key
 from batch_pipelines.components.nightly_schedule import build_nightly_schedule
 from batch_pipelines.components.partitions import partitions_for
+from batch_pipelines.components.rate_limiter_resource import RateLimiterResource
+from batch_pipelines.components.realtime_assets import (
+    build_auto_submission_asset,
+    build_realtime_results_asset,
+)
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.components.results_asset import build_results_asset, results_key
 from batch_pipelines.components.submission_asset import build_submission_asset, submission_key
@@ -26,15 +31,21 @@ def results_job_name(spec: PipelineSpec) -> str:
 
 
 def build_pipeline_defs(
-    spec: PipelineSpec | Mapping[str, Any], *, batch_engine: BatchEngineResource | None = None
+    spec: PipelineSpec | Mapping[str, Any],
+    *,
+    batch_engine: BatchEngineResource | None = None,
+    rate_limiter: RateLimiterResource | None = None,
 ) -> dg.Definitions:
     """The assets, jobs, sensor and schedule of one pipeline.
 
     `spec` is a PipelineSpec or a mapping (e.g. parsed YAML); a bad one raises PipelineSpecError naming the
-    field. Pass `batch_engine` to bind the resource here; otherwise the code location provides it.
+    field. Pass `batch_engine` (and, for `mode: realtime|auto`, `rate_limiter`) to bind the resources here;
+    otherwise the code location provides them.
     """
     spec = parse_pipeline_spec(spec)
     partitions_def = partitions_for(spec)
+    if spec.mode == "realtime":
+        return _realtime_defs(spec, partitions_def, _bound(batch_engine, rate_limiter))
     submit_job = dg.define_asset_job(
         submit_job_name(spec),
         selection=dg.AssetSelection.assets(input_key(spec), submission_key(spec)),
@@ -47,14 +58,47 @@ def build_pipeline_defs(
         # A results run that fails on purpose (job still running) must not be retried as a whole run.
         tags={"dagster/retry_on_asset_or_op_failure": "false"},
     )
+    submission = (
+        build_auto_submission_asset(spec, partitions_def)
+        if spec.mode == "auto"
+        else build_submission_asset(spec, partitions_def)
+    )
     return dg.Definitions(
         assets=[
             build_input_asset(spec, partitions_def),
-            build_submission_asset(spec, partitions_def),
+            submission,
             build_results_asset(spec, partitions_def),
         ],
         jobs=[submit_job, results_job],
         sensors=[build_completion_sensor(spec, results_job, results_key(spec))],
         schedules=[build_nightly_schedule(spec, submit_job, partitions_def)],
-        resources={"batch_engine": batch_engine} if batch_engine is not None else None,
+        resources=_bound(batch_engine, rate_limiter),
     )
+
+
+def _realtime_defs(
+    spec: PipelineSpec, partitions_def: dg.PartitionsDefinition, resources: dict[str, Any] | None
+) -> dg.Definitions:
+    """Input and results assets: one run reads, answers and writes a partition, so there is no sensor."""
+    run_job = dg.define_asset_job(
+        submit_job_name(spec),
+        selection=dg.AssetSelection.assets(input_key(spec), results_key(spec)),
+        description=f"Reads one partition of pipeline {spec.name!r} and answers it through the realtime API.",
+    )
+    return dg.Definitions(
+        assets=[build_input_asset(spec, partitions_def), build_realtime_results_asset(spec, partitions_def)],
+        jobs=[run_job],
+        schedules=[build_nightly_schedule(spec, run_job, partitions_def)],
+        resources=resources,
+    )
+
+
+def _bound(
+    batch_engine: BatchEngineResource | None, rate_limiter: RateLimiterResource | None
+) -> dict[str, Any] | None:
+    resources: dict[str, Any] = {}
+    if batch_engine is not None:
+        resources["batch_engine"] = batch_engine
+    if rate_limiter is not None:
+        resources["rate_limiter"] = rate_limiter
+    return resources or None

@@ -57,18 +57,24 @@ def build_submission_asset(
                 raise
             # A refused key, a bad request or a missing model: a step retry would be refused the same way.
             raise dg.Failure(description=str(error), allow_retries=False) from None
-        metadata: dict[str, dg.RawMetadataValue] = {
-            "items_submitted": dg.MetadataValue.int(outcome.submitted),
-            "items_skipped": dg.MetadataValue.int(outcome.skipped_answered + outcome.skipped_dead),
-            "items_already_answered": dg.MetadataValue.int(outcome.skipped_answered),
-            "items_failed_for_good": dg.MetadataValue.int(outcome.skipped_dead),
-        }
+        metadata = submission_metadata(outcome)
         if outcome.job is not None:
-            metadata.update(job_progress_metadata(outcome.job))
-            metadata["provider_batch_ids"] = ", ".join(outcome.job.provider_batch_ids)
             context.log.info(f"submitted {outcome.submitted} request(s) as job {outcome.job.id}")
         else:
             context.log.info("nothing to submit: every item is answered or failed for good")
         return dg.MaterializeResult(metadata=metadata)
 
     return submission
+
+
+def submission_metadata(outcome: SubmissionOutcome) -> dict[str, dg.MetadataValue]:
+    metadata: dict[str, dg.MetadataValue] = {
+        "items_submitted": dg.MetadataValue.int(outcome.submitted),
+        "items_skipped": dg.MetadataValue.int(outcome.skipped_answered + outcome.skipped_dead),
+        "items_already_answered": dg.MetadataValue.int(outcome.skipped_answered),
+        "items_failed_for_good": dg.MetadataValue.int(outcome.skipped_dead),
+    }
+    if outcome.job is not None:
+        metadata.update(job_progress_metadata(outcome.job))
+        metadata["provider_batch_ids"] = dg.MetadataValue.text(", ".join(outcome.job.provider_batch_ids))
+    return metadata

@@ -14,7 +14,15 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from batch_pipelines.pipeline.cron import validate_cron
 from batch_pipelines.pipeline.partition_keys import check_partition_key
@@ -22,7 +30,8 @@ from batch_pipelines.pipeline.partition_keys import check_partition_key
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 FILE_FORMATS = ("parquet", "csv", "jsonl")
 PROVIDERS = ("openai", "anthropic", "bedrock", "local")
-RESERVED_MODES = ("realtime", "auto")
+MODES = ("batch", "realtime", "auto")
+REALTIME_PROVIDERS = ("openai", "anthropic")
 OWNER_PATTERN = r"team:[A-Za-z0-9_-]+|[^@\s]+@[^@\s]+\.[^@\s]+"
 DEFAULT_CRON = "0 3 * * *"  # 03:00, off-peak for most providers and most teams
 
@@ -167,6 +176,44 @@ class ScheduleSpec(_SpecModel):
         return _check_timezone(value)
 
 
+class RealtimeSpec(_SpecModel):
+    """How `mode: realtime` and the urgent half of `mode: auto` call the provider's synchronous API."""
+
+    requests_per_minute: int | None = Field(
+        default=None,
+        gt=0,
+        description="Requests per minute for this provider+model, shared by every run through the rate "
+        "limiter; unset: the `rate_limiter` resource's limit (which takes an EnvVar).",
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        gt=0,
+        description="Tokens per minute, like `requests_per_minute`; unset: the `rate_limiter` resource's.",
+    )
+    concurrency: int = Field(default=16, ge=1, le=1024, description="Calls in flight per partition run.")
+    items_per_prompt: int | None = Field(
+        default=None,
+        ge=2,
+        le=100,
+        description="Pack up to this many items into one prompt when they fit the context window; answers "
+        "that cannot be parsed back fall back to one call per item. Unset: one call per item.",
+    )
+    priority_column: str | None = Field(
+        default=None,
+        description="Integer column ordering the work queue (higher first); unset: input order.",
+    )
+    max_deliveries: int = Field(
+        default=3, ge=1, le=10, description="Deliveries of an item before it goes to the dead letters."
+    )
+
+
+class UrgentSpec(_SpecModel):
+    """Which items `mode: auto` answers realtime now; the rest go through the batch path."""
+
+    priority_column: str = Field(description="Integer column holding an item's priority.")
+    threshold: int = Field(description="Items whose priority is at least this are urgent.")
+
+
 class PipelineSpec(_SpecModel):
     """A whole pipeline: rows in, one model request per row, results out as Parquet."""
 
@@ -176,9 +223,9 @@ class PipelineSpec(_SpecModel):
     id_column: str = Field(description="Column identifying a row: non-null and unique.")
     prompt: PromptSpec = Field(description="The request rendered for each row.")
     provider: str = Field(
-        description="Provider API, e.g. `openai` (also any OpenAI-compatible server), `anthropic`, or `local` "
-        "(a sentence-transformers model on this machine, `kind: embedding`); an unknown name is refused with "
-        "the list of known ones."
+        description="Provider API, e.g. `openai` (also any OpenAI-compatible server), `anthropic`, or "
+        "`local` (a sentence-transformers model on this machine, `kind: embedding`); an unknown name is "
+        "refused with the list of known ones."
     )
     model: str = Field(min_length=1, description="The provider's model name, e.g. gpt-4o-mini.")
     kind: Literal["chat", "embedding"] = Field(
@@ -186,7 +233,18 @@ class PipelineSpec(_SpecModel):
         description="`chat` (one completion per row) or `embedding` (the rendered `user` template).",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the model, e.g. max_tokens.")
-    mode: str = Field(default="batch", description="`batch` (realtime and auto are reserved).")
+    mode: str = Field(
+        default="batch",
+        description="`batch` (provider batch API, collected by the completion sensor), `realtime` (the "
+        "synchronous API through the shared rate limiter; the partition's results are written at once) or "
+        "`auto` (items matching `urgent` realtime, the rest batch, into the same results).",
+    )
+    realtime: RealtimeSpec = Field(
+        default_factory=RealtimeSpec, description="Limits, concurrency and packing of realtime calls."
+    )
+    urgent: UrgentSpec | None = Field(
+        default=None, validate_default=True, description="Required with `mode: auto`: which items are urgent."
+    )
     response_schema: dict[str, Any] | None = Field(default=None, description="JSON schema for responses.")
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="The nightly schedule.")
     results_root: str | None = Field(
@@ -242,11 +300,25 @@ class PipelineSpec(_SpecModel):
 
     @field_validator("mode")
     @classmethod
-    def _batch_only(cls, value: str) -> str:
-        if value in RESERVED_MODES:
-            raise ValueError(f"mode {value!r} is not available yet; use 'batch'")
-        if value != "batch":
-            raise ValueError(f"unknown mode {value!r}; use 'batch'")
+    def _known_mode(cls, value: str, info: ValidationInfo) -> str:
+        if value not in MODES:
+            raise ValueError(f"unknown mode {value!r}; choose one of {', '.join(MODES)}")
+        provider = info.data.get("provider")
+        if value != "batch" and provider is not None and provider not in REALTIME_PROVIDERS:
+            raise ValueError(
+                f"'mode: {value}' needs a provider with a realtime API ({', '.join(REALTIME_PROVIDERS)}), "
+                f"not {provider!r}"
+            )
+        return value
+
+    @field_validator("urgent")
+    @classmethod
+    def _urgent_with_auto(cls, value: UrgentSpec | None, info: ValidationInfo) -> UrgentSpec | None:
+        mode = info.data.get("mode")
+        if mode == "auto" and value is None:
+            raise ValueError("'mode: auto' needs 'urgent' (priority_column and threshold)")
+        if mode is not None and mode != "auto" and value is not None:
+            raise ValueError("'urgent' applies to 'mode: auto' only")
         return value
 
     @field_validator("response_schema")
@@ -269,6 +341,16 @@ class PipelineSpec(_SpecModel):
             )
         if self.provider == "local" and self.kind != "embedding":
             raise ValueError("provider 'local' runs sentence-transformers models: set 'kind: embedding'")
+        return self
+
+    @model_validator(mode="after")
+    def _priority_columns_distinct(self) -> PipelineSpec:
+        for field, column in (
+            ("realtime.priority_column", self.realtime.priority_column),
+            ("urgent.priority_column", self.urgent.priority_column if self.urgent else None),
+        ):
+            if column in (self.id_column, self.partitions.column):
+                raise ValueError(f"'{field}' must differ from 'id_column' and the partition column")
         return self
 
 

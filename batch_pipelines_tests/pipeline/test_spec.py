@@ -20,7 +20,11 @@ def test_valid_declaration_has_defaults() -> None:
 @pytest.mark.parametrize(
     ("changes", "field", "fragment"),
     [
-        ({"mode": "realtime"}, "mode", "not available yet"),
+        ({"mode": "realtime", "provider": "bedrock"}, "mode", "needs a provider with a realtime API"),
+        ({"mode": "auto"}, "urgent", "'mode: auto' needs 'urgent'"),
+        ({"urgent": {"priority_column": "priority", "threshold": 5}}, "urgent", "applies to 'mode: auto'"),
+        ({"mode": "auto", "urgent": {"threshold": 5}}, "urgent.priority_column", "Field required"),
+        ({"realtime": {"items_per_prompt": 1}}, "realtime.items_per_prompt", "greater than or equal to 2"),
         ({"mode": "turbo"}, "mode", "unknown mode"),
         ({"provider": "acme"}, "provider", "unknown provider"),
         ({"name": "Bad Name"}, "name", "pattern"),
