@@ -47,7 +47,19 @@ class BatchPipelineComponent(dg.Component, dg.Model, dg.Resolvable):
     model: str  # type: ignore[assignment]
     kind: str = Field(default="chat", description="`chat`, or `embedding` (embeds the `user` template).")
     params: dict[str, Any] = Field(default_factory=dict, description="Model parameters, e.g. max_tokens.")
-    mode: str = Field(default="batch", description="`batch` (realtime and auto are reserved).")
+    mode: str = Field(
+        default="batch",
+        description="`batch`, `realtime` (synchronous API, rate-limited) or `auto` (see `urgent`).",
+    )
+    realtime: dict[str, Any] | None = Field(
+        default=None,
+        description="`requests_per_minute`, `tokens_per_minute`, `concurrency`, `items_per_prompt`, "
+        "`priority_column`, `max_deliveries` for realtime calls.",
+    )
+    urgent: dict[str, Any] | None = Field(
+        default=None,
+        description="`mode: auto` only: `{priority_column, threshold}` picks the realtime items.",
+    )
     response_schema: dict[str, Any] | None = Field(default=None, description="JSON schema of a response.")
     schedule: dict[str, Any] | None = Field(
         default=None, description=f"`cron` (default {DEFAULT_CRON!r}), `timezone`, `enabled`."

@@ -80,7 +80,8 @@ def test_changing_the_prompt_changes_the_code_version() -> None:
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"mode": "auto"}, "mode"),
+        ({"mode": "auto"}, "urgent"),
+        ({"mode": "streaming"}, "mode"),
         ({"prompt": {"user": "{a.b}"}}, "prompt.user"),
         ({"provider": "x"}, "provider"),
     ],

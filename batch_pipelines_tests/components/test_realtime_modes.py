@@ -10,8 +10,9 @@ from typing import Any
 import dagster as dg
 import polars as pl
 import pytest
+from dagster.components.testing import create_defs_folder_sandbox
 
-from batch_pipelines.components import BatchEngineResource, build_pipeline_defs
+from batch_pipelines.components import BatchEngineResource, BatchPipelineComponent, build_pipeline_defs
 from batch_pipelines.components.rate_limiter_resource import RateLimiterResource
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.pipeline import PipelineSpecError
@@ -159,6 +160,24 @@ def test_auto_answers_urgent_items_now_and_the_sensor_collects_the_rest_into_the
 
     harness.run("input", "submission")
     assert chat_calls(emulator) == len(urgent) and batches_created(emulator) == 1
+
+
+def test_yaml_component_declares_a_realtime_pipeline_without_sensor_round_trip() -> None:
+    attributes = ticket_spec().model_dump(mode="json", exclude_none=True)
+    attributes.update(mode="realtime", realtime={"requests_per_minute": 500, "items_per_prompt": 5})
+    yaml = {"type": "batch_pipelines.components.BatchPipelineComponent", "attributes": attributes}
+    with create_defs_folder_sandbox() as sandbox:
+        path = sandbox.scaffold_component(component_cls=BatchPipelineComponent, defs_yaml_contents=yaml)
+        with sandbox.load_component_and_build_defs(defs_path=path) as (component, defs):
+            assert isinstance(component, BatchPipelineComponent)
+            assert component.pipeline_spec().realtime.items_per_prompt == 5
+            limiter = RateLimiterResource(requests_per_minute=500, tokens_per_minute=100_000)
+            bound = dg.Definitions(resources={"batch_engine": BatchEngineResource(), "rate_limiter": limiter})
+            graph = dg.Definitions.merge(defs, bound).resolve_asset_graph()
+            results = graph.get(dg.AssetKey(["tickets", "results"]))
+            assert results.parent_keys == {dg.AssetKey(["tickets", "input"])}
+            assert not list(defs.sensors or [])
+            assert {job.name for job in defs.jobs or []} == {"tickets_submit_job"}
 
 
 def test_auto_names_the_priority_column_the_input_lacks(make_harness: Any) -> None:
