@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 import dagster as dg
+import duckdb
 
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.demo.driver import PipelineDriver, load_component_spec
@@ -17,7 +20,7 @@ from batch_pipelines.demo.reviews_dataset import DEFAULT_REVIEWS_PER_PRODUCT, wr
 from batch_pipelines.providers.local import LocalProvider
 from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines.storage.query_command import write_rows
-from batch_pipelines.storage.views import read_only_catalog
+from batch_pipelines.storage.views import create_views
 
 REVIEWS_DEFS_YAML = Path(__file__).resolve().parent.parent / "defs" / "reviews" / "defs.yaml"
 SIMILARITY_THRESHOLD = 0.985  # re-posts score above 0.99; distinct reviews of one product stay below 0.975
@@ -38,6 +41,15 @@ def near_duplicates_sql(layout: StorageLayout, threshold: float = SIMILARITY_THR
         FROM embedded a JOIN embedded b ON a.product = b.product AND a.id < b.id
         WHERE list_cosine_similarity(a.embedding, b.embedding) >= {threshold}
         ORDER BY similarity DESC, review"""
+
+
+@contextmanager
+def review_catalog(layout: StorageLayout) -> Iterator[duckdb.DuckDBPyConnection]:
+    """DuckDB with the results views that may also read the reviews' input files (for their text); the
+    read-only catalog of `batch-pipelines query` opens the results tree alone."""
+    with duckdb.connect() as connection:
+        create_views(connection, layout)
+        yield connection
 
 
 def run_reviews_demo(
@@ -72,7 +84,7 @@ def run_reviews_demo(
     finally:
         LocalProvider(spec.model, work_dir=workdir).stop_worker()
     layout = StorageLayout.for_workdir(workdir, spec.results_root)
-    with read_only_catalog(layout) as connection:
+    with review_catalog(layout) as connection:
         cursor = connection.execute(
             "SELECT partition_key AS product, count(*) AS embedded, max(len(embedding)) AS dimensions, "
             "sum(input_tokens) AS tokens FROM results WHERE pipeline = 'reviews' GROUP BY ALL ORDER BY ALL"

@@ -11,9 +11,8 @@ import pytest
 
 from batch_pipelines.cli import main
 from batch_pipelines.demo.reviews_dataset import generate_reviews
-from batch_pipelines.demo.reviews_demo import near_duplicates_sql
+from batch_pipelines.demo.reviews_demo import near_duplicates_sql, review_catalog
 from batch_pipelines.storage.layout import StorageLayout
-from batch_pipelines.storage.views import read_only_catalog
 from batch_pipelines_tests.local_model import TEST_MODEL_DIMENSIONS, require_local_model
 
 REVIEWS_PER_PRODUCT = 20
@@ -37,7 +36,7 @@ def test_reviews_are_embedded_through_dagster_and_near_duplicates_found_with_duc
     assert results["embedding"].list.len().unique().to_list() == [TEST_MODEL_DIMENSIONS]
 
     layout = StorageLayout.for_workdir(workdir)
-    with read_only_catalog(layout) as connection:
+    with review_catalog(layout) as connection:
         found = {
             tuple(row)
             for row in connection.execute(
