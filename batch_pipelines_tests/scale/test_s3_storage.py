@@ -36,6 +36,7 @@ def bucket(aws_endpoint: str, aws_credentials: None) -> str:
 
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    (tmp_path / "dagster_home").mkdir()
     with dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster_home")) as local:
         yield local
 
