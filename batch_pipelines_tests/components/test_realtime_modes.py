@@ -3,6 +3,7 @@ shared rate limiter, results in the same tables as the batch path, nothing paid 
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ class ModeHarness(PipelineHarness):
     """The shared harness with the rate limiter bound too."""
 
     limiter: RateLimiterResource
+    tmp_limiter_path: Path
 
     @property
     def defs(self) -> dg.Definitions:
@@ -80,8 +82,11 @@ def make_harness(tmp_path: Path, emulator: EmulatorProcess, dagster_instance: dg
         harness = ModeHarness(
             spec=ticket_spec(**spec_changes), engine=engine, instance=dagster_instance, workdir=workdir
         )
+        harness.tmp_limiter_path = tmp_path / "limiter.db"
         harness.limiter = RateLimiterResource(
-            url=f"sqlite:///{tmp_path / 'limiter.db'}", requests_per_minute=6_000, tokens_per_minute=2_000_000
+            url=f"sqlite:///{harness.tmp_limiter_path}",
+            requests_per_minute=6_000,
+            tokens_per_minute=2_000_000,
         )
         return harness
 
@@ -113,6 +118,9 @@ def test_realtime_partition_accounts_for_every_item_and_a_rerun_pays_nothing(
     assert set(results["job_id"]) == {"realtime:tickets:2026-11-02"}
     assert metadata_of(first, "results")["dagster/row_count"] == len(ids) - 1
     assert batches_created(emulator) == 0
+    with sqlite3.connect(harness.tmp_limiter_path) as limiter_state:
+        keys = [row[0] for row in limiter_state.execute("SELECT key FROM rate_limiter_buckets")]
+    assert keys == ["openai:gpt-4o-mini"]  # every call drew on the shared budget of provider:model
     calls_after_first = chat_calls(emulator)
     assert calls_after_first == len(ids)  # a permanent error is not retried
 
