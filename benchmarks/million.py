@@ -234,7 +234,7 @@ def report(rows: int, measured: dict[str, Measured], flat_rows: int, flat: dict[
     print(f"\nat {rows:,} rows            overhead      wall       cpu     peak")
     print(f"  ours (Dagster)     {ours:8.2f} s {ours_wall:8.2f} s {ours_cpu:8.2f} s {ours_peak:6.0f} MB")
     print(f"  baseline (SDK)     {base:8.2f} s {base_wall:8.2f} s {base_cpu:8.2f} s {base_peak:6.0f} MB")
-    if not base or not engine_items:
+    if not ours or not base or not engine_items:  # a run of some sides only
         print(f"overhead_ratio=nan peak_mb={ours_peak:.0f} peak_mb_5m=nan")
         return
     print(f"  overhead ours/baseline: {ours / base:.2f} (target ≤ 0.5)")
