@@ -33,7 +33,7 @@ from batch_pipelines.engine.records import QUEUED, JobRecord
 from batch_pipelines.engine.results import check_response_schema
 from batch_pipelines.engine.splitting import Chunk, ChunkSplitter
 from batch_pipelines.engine.store import BatchStore
-from batch_pipelines.providers.base import BatchProvider
+from batch_pipelines.providers.base import BatchProvider, ProviderBatchState
 
 logger = logging.getLogger(__name__)
 
@@ -219,10 +219,21 @@ class BatchManager:
                 batch.raw_status, batch.phase, batch.detail = "cancelled", BatchStatus.CANCELLED, "cancelled"
                 batch.ended = True
             else:
-                apply_state(batch, await self.provider.cancel_batch(batch.provider_batch_id))
+                apply_state(batch, await self._cancel_provider_batch(batch.provider_batch_id))
             await self.store.save_batch(batch)
         logger.info("job %s (%s): cancel requested", job_id, record.provider)
         return await self._record_status(job_id)
+
+    async def _cancel_provider_batch(self, batch_id: str) -> ProviderBatchState:
+        try:
+            return await self.provider.cancel_batch(batch_id)
+        except ProviderError:
+            # A batch that ended since our last poll cannot be cancelled, and the provider says so with a
+            # 4xx; its final state is what we want to record then.
+            state = await self.provider.get_batch(batch_id)
+            if not state.ended:
+                raise
+            return state
 
     # -- results ---------------------------------------------------------------------------------------
 

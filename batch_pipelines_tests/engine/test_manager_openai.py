@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -332,3 +334,19 @@ async def test_token_pool_is_shared_by_jobs_of_one_model_and_open_jobs_are_liste
     assert await store.list_jobs(open_only=True) == []
     assert all(r.ok for r in await manager.get_results("b-second"))
     await provider.aclose()
+
+
+async def test_cancelling_a_job_whose_batch_just_ended_keeps_its_results(
+    openai_provider: OpenAIProvider,
+) -> None:
+    manager = BatchManager(openai_provider)
+    job = await manager.submit([chat(f"r{i}", f"Summarise {i}") for i in range(3)])
+    [batch_id] = job.provider_batch_ids
+    deadline = time.monotonic() + 60
+    # The batch ends at the provider while the manager's own record still says it is running.
+    while not (await openai_provider.get_batch(batch_id)).ended:
+        assert time.monotonic() < deadline, "the batch never ended"
+        await anyio.sleep(0.05)
+    cancelled = await manager.cancel(job.id)
+    assert (cancelled.status, cancelled.detail) == (BatchStatus.CANCELLED, "cancelled")
+    assert [r.error for r in await manager.get_results(job.id)] == [None, None, None]
