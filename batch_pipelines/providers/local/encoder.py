@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 # Starting budget of padded tokens per forward pass. On a GPU it scales with free memory and halves on
-# every out-of-memory error; on a CPU larger passes stop paying off long before memory runs out.
-CPU_TOKEN_BUDGET = 16_384
+# every out-of-memory error. On a CPU a pass costs about its padded tokens and larger passes stop paying
+# off long before memory runs out: benchmarks/local_embeddings.py measured 8-32 sorted items of ~80
+# tokens per pass best (1.2-1.5x one at a time), 128 items 1.17x.
+CPU_TOKEN_BUDGET = 2_048
 GPU_BYTES_PER_PADDED_TOKEN = 256 * 1024
 GPU_TOKEN_BUDGET_RANGE = (4_096, 1_048_576)
 
