@@ -2,8 +2,9 @@
 
 Each subcommand lives next to the concept it drives, in a module exposing
 ``register(subparsers) -> None``; the parser it adds sets ``handler`` (a callable taking the parsed
-namespace and returning an exit code). This file only collects them, importing each lazily enough that
-`batch-pipelines --help` stays fast.
+namespace and returning an exit code). This file maps command names to those modules and imports only
+the one a command line names (all of them only for the overview `--help`), so `batch-pipelines query`
+does not pay for importing Dagster.
 """
 
 from __future__ import annotations
@@ -11,39 +12,45 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "batch_pipelines.emulator.command",
-    "batch_pipelines.demo.command",
-    "batch_pipelines.storage.query_command",
-    "batch_pipelines.console.job_commands",
-    "batch_pipelines.console.cost_command",
-    "batch_pipelines.console.report_command",
-    "batch_pipelines.console.spec_reference",
-    "batch_pipelines.interchange.commands",
-)
+_JOB_COMMANDS = "batch_pipelines.console.job_commands"
+_INTERCHANGE = "batch_pipelines.interchange.commands"
+
+COMMANDS: dict[str, str] = {
+    "emulator": "batch_pipelines.emulator.command",
+    "demo": "batch_pipelines.demo.command",
+    "query": "batch_pipelines.storage.query_command",
+    "status": _JOB_COMMANDS,
+    "submit": _JOB_COMMANDS,
+    "results": _JOB_COMMANDS,
+    "cancel": _JOB_COMMANDS,
+    "retry": _JOB_COMMANDS,
+    "cost": "batch_pipelines.console.cost_command",
+    "report": "batch_pipelines.console.report_command",
+    "spec-reference": "batch_pipelines.console.spec_reference",
+    "export": _INTERCHANGE,
+    "import": _INTERCHANGE,
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Iterable[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batch-pipelines",
         description="Run language-model workloads in batch: throughput and cost first.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue  # a subcommand not written yet
-        module.register(subparsers)
+    for module_name in dict.fromkeys(COMMANDS.values() if modules is None else modules):
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # The top-level parser takes no options but -h, so the first other word is the command's name.
+    named = next((word for word in arguments if not word.startswith("-")), None)
+    modules = [COMMANDS[named]] if named in COMMANDS else None
+    args = build_parser(modules).parse_args(arguments)
     exit_code: int = args.handler(args)
     return exit_code
 
