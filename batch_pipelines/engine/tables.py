@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from batch_pipelines.engine.answer_columns import answer_columns, answer_values, result_from_answer
 from batch_pipelines.engine.models import BatchResult, BatchStatus
 from batch_pipelines.engine.pricing import ModelPrice
 from batch_pipelines.engine.records import BatchRecord, JobRecord
@@ -87,17 +88,8 @@ results = sa.Table(
     metadata,
     sa.Column("job_id", sa.String(200), primary_key=True),
     sa.Column("request_id", sa.String(200), primary_key=True),
-    sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("provider_batch_id", sa.String(200)),
-    sa.Column("response", sa.Text),
-    sa.Column("error", sa.Text),
-    sa.Column("error_type", sa.String(50)),
-    sa.Column("retryable", sa.Boolean, nullable=False),
-    sa.Column("input_tokens", sa.Integer, nullable=False),
-    sa.Column("output_tokens", sa.Integer, nullable=False),
-    sa.Column("cost_usd", sa.Float),
-    sa.Column("parsed", sa.Text),
-    sa.Column("embedding", sa.Text),
+    *answer_columns(),
 )
 
 RESULT_COLUMNS = [c.name for c in results.columns if c.name not in ("job_id", "request_id")]
@@ -212,34 +204,12 @@ def result_row(job_id: str, item: BatchResult) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "request_id": item.id,
-        "attempt": item.attempt,
         "provider_batch_id": item.provider_batch_id,
-        "response": item.response,
-        "error": item.error,
-        "error_type": item.error_type,
-        "retryable": item.retryable,
-        "input_tokens": item.input_tokens,
-        "output_tokens": item.output_tokens,
-        "cost_usd": item.cost_usd,
-        "parsed": json.dumps(item.parsed) if item.parsed is not None else None,
-        "embedding": json.dumps(item.embedding) if item.embedding is not None else None,
+        **answer_values(item),
     }
 
 
 def result_from_row(row: Any) -> BatchResult | None:
     if row["attempt"] is None:
         return None
-    return BatchResult(
-        id=row["request_id"],
-        response=row["response"],
-        error=row["error"],
-        error_type=row["error_type"],
-        retryable=bool(row["retryable"]),
-        input_tokens=row["input_tokens"],
-        output_tokens=row["output_tokens"],
-        cost_usd=row["cost_usd"],
-        parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
-        embedding=json.loads(row["embedding"]) if row["embedding"] is not None else None,
-        attempt=row["attempt"],
-        provider_batch_id=row["provider_batch_id"],
-    )
+    return result_from_answer(row["request_id"], row, row["provider_batch_id"])

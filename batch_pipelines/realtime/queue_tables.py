@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import sqlalchemy as sa
 
+from batch_pipelines.engine.answer_columns import answer_columns, answer_values, result_from_answer
 from batch_pipelines.engine.models import BatchResult
 
 PENDING = "pending"
@@ -45,16 +45,7 @@ results = sa.Table(
     metadata,
     sa.Column("queue", sa.String(200), primary_key=True),
     sa.Column("item_id", sa.String(200), primary_key=True),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("response", sa.Text),
-    sa.Column("error", sa.Text),
-    sa.Column("error_type", sa.String(50)),
-    sa.Column("retryable", sa.Boolean, nullable=False),
-    sa.Column("input_tokens", sa.Integer, nullable=False),
-    sa.Column("output_tokens", sa.Integer, nullable=False),
-    sa.Column("cost_usd", sa.Float),
-    sa.Column("parsed", sa.Text),
-    sa.Column("embedding", sa.Text),
+    *answer_columns(),
     sa.Column("written_at", sa.Float, nullable=False),
 )
 
@@ -72,34 +63,8 @@ dead_letters = sa.Table(
 
 
 def result_row(queue: str, result: BatchResult, now: float) -> dict[str, Any]:
-    return {
-        "queue": queue,
-        "item_id": result.id,
-        "attempt": result.attempt,
-        "response": result.response,
-        "error": result.error,
-        "error_type": result.error_type,
-        "retryable": result.retryable,
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "cost_usd": result.cost_usd,
-        "parsed": json.dumps(result.parsed) if result.parsed is not None else None,
-        "embedding": json.dumps(result.embedding) if result.embedding is not None else None,
-        "written_at": now,
-    }
+    return {"queue": queue, "item_id": result.id, **answer_values(result), "written_at": now}
 
 
 def result_from_row(row: Any) -> BatchResult:
-    return BatchResult(
-        id=row["item_id"],
-        response=row["response"],
-        error=row["error"],
-        error_type=row["error_type"],
-        retryable=bool(row["retryable"]),
-        input_tokens=row["input_tokens"],
-        output_tokens=row["output_tokens"],
-        cost_usd=row["cost_usd"],
-        parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
-        embedding=json.loads(row["embedding"]) if row["embedding"] is not None else None,
-        attempt=row["attempt"],
-    )
+    return result_from_answer(row["item_id"], row)
