@@ -79,6 +79,10 @@ def check_exactly_once(
 def dagster_home(tmp_path: Path) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
+    # Create the instance's storage once, as a deployment does before starting its processes: two
+    # processes creating a fresh SQLite instance at the same moment race on Dagster's schema migrations.
+    with dg.DagsterInstance.local_temp(tempdir=str(home)) as instance:
+        instance.get_runs(limit=1)
     return home
 
 
