@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -122,7 +123,26 @@ class DeadLetter:
     request: BatchRequest
 
 
-class WorkQueue:
+class FinishShortcuts(ABC):
+    """One-item forms of ``finish``, the same for every queue backend."""
+
+    @abstractmethod
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]: ...
+
+    async def complete(self, lease: Lease, result: BatchResult) -> None:
+        """``finish`` one answered item: its result is written, then it is acked."""
+        await self.finish([Outcome(lease, result, "done")])
+
+    async def retry_later(self, lease: Lease, result: BatchResult, delay_s: float) -> bool:
+        """``finish`` one transient failure; True when it was dead-lettered (it was its last attempt)."""
+        return await self.finish([Outcome(lease, result, "retry", delay_s)]) == [DEAD]
+
+    async def dead_letter(self, lease: Lease, result: BatchResult) -> None:
+        """``finish`` one permanent failure: its result is written and it moves to the dead-letter table."""
+        await self.finish([Outcome(lease, result, "dead")])
+
+
+class WorkQueue(FinishShortcuts):
     """``WorkQueue("work.db", name="tickets:2026-01-02")``; ``WorkQueue()`` lives in memory (one process).
 
     ``name`` separates queues sharing one file (one per pipeline partition, say). Call
@@ -300,18 +320,6 @@ class WorkQueue:
                     )
                     states.append(DEAD)
         return states
-
-    async def complete(self, lease: Lease, result: BatchResult) -> None:
-        """``finish`` one answered item: its result is written, then it is acked."""
-        await self.finish([Outcome(lease, result, "done")])
-
-    async def retry_later(self, lease: Lease, result: BatchResult, delay_s: float) -> bool:
-        """``finish`` one transient failure; True when it was dead-lettered (it was its last attempt)."""
-        return await self.finish([Outcome(lease, result, "retry", delay_s)]) == [DEAD]
-
-    async def dead_letter(self, lease: Lease, result: BatchResult) -> None:
-        """``finish`` one permanent failure: its result is written and it moves to the dead-letter table."""
-        await self.finish([Outcome(lease, result, "dead")])
 
     async def release(self, leases: Iterable[Lease]) -> None:
         """Hand back leases a worker will not process (it is stopping); the delivery does not count."""

@@ -36,6 +36,7 @@ from batch_pipelines.realtime.queue import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_VISIBILITY_TIMEOUT_S,
     DeadLetter,
+    FinishShortcuts,
     Lease,
     Outcome,
     QueueCounts,
@@ -56,7 +57,7 @@ enqueued = sa.Table(
 )
 
 
-class SqsWorkQueue:
+class SqsWorkQueue(FinishShortcuts):
     """Items on the SQS queue at ``queue_url``; results in the SQL ledger at ``ledger_url``.
 
     ``dead_letter_queue_url`` is the queue the redrive policy moves exhausted items to; its messages are
@@ -228,15 +229,6 @@ class SqsWorkQueue:
         for token in acked:  # after the ledger's commit: a crash in between redelivers an answered item
             self._delete(token)
         return states
-
-    async def complete(self, lease: Lease, result: BatchResult) -> None:
-        await self.finish([Outcome(lease, result, "done")])
-
-    async def retry_later(self, lease: Lease, result: BatchResult, delay_s: float) -> bool:
-        return await self.finish([Outcome(lease, result, "retry", delay_s)]) == [DEAD]
-
-    async def dead_letter(self, lease: Lease, result: BatchResult) -> None:
-        await self.finish([Outcome(lease, result, "dead")])
 
     async def release(self, leases: Iterable[Lease]) -> None:
         """Make the items visible again now (SQS still counts the receive as an attempt)."""
