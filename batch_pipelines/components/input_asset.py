@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from batch_pipelines.components.policies import STEP_RETRY_POLICY
+from batch_pipelines.components.policies import STEP_RETRY_POLICY, failure_for_good
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.pipeline.source import SourceError, read_partition
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -30,7 +30,7 @@ def build_input_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinitio
         try:
             rows = read_partition(spec, partition_key, layout.workdir)
         except SourceError as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from None
+            raise failure_for_good(error) from None
         input_path = layout.write_partition(rows.accepted, "inputs", spec.name, partition_key)
         rejects_path = layout.write_partition(rows.rejects, "rejects", spec.name, partition_key)
         if rows.rejects.height:

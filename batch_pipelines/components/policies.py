@@ -14,3 +14,8 @@ JOB_ID_TAG = "batch_pipelines/job_id"
 def partition_tags(pipeline: str, partition_key: str) -> dict[str, str]:
     """The run-queue limit in dagster.yaml allows one run at a time per pipeline partition."""
     return {PARTITION_TAG: f"{pipeline}.{partition_key}"}
+
+
+def failure_for_good(error: Exception | str) -> dg.Failure:
+    """A step failure Dagster must not retry: bad input, a refused budget or key, a job not ready yet."""
+    return dg.Failure(description=str(error), allow_retries=False)

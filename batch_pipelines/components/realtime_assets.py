@@ -19,7 +19,7 @@ import polars as pl
 
 from batch_pipelines.components.engine_session import open_engine
 from batch_pipelines.components.input_asset import input_key
-from batch_pipelines.components.policies import STEP_RETRY_POLICY
+from batch_pipelines.components.policies import STEP_RETRY_POLICY, failure_for_good
 from batch_pipelines.components.rate_limiter_resource import RateLimiterResource, default_limiter_url
 from batch_pipelines.components.realtime_partition import (
     PriorityColumnError,
@@ -35,7 +35,11 @@ from batch_pipelines.components.results_checks import (
     results_check_specs,
 )
 from batch_pipelines.components.submission import MissingInputError, SubmissionOutcome, submit_partition
-from batch_pipelines.components.submission_asset import SUBMISSION_POOL, submission_key, submission_metadata
+from batch_pipelines.components.submission_asset import (
+    submission_asset_args,
+    submission_metadata,
+    submission_step_error,
+)
 from batch_pipelines.engine import BudgetExceededError, ProviderError
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -96,10 +100,6 @@ def realtime_metadata(outcome: RealtimePartitionOutcome) -> dict[str, dg.Metadat
     }
 
 
-def _refuse_for_good(error: Exception) -> dg.Failure:
-    return dg.Failure(description=str(error), allow_retries=False)
-
-
 def build_realtime_results_asset(
     spec: PipelineSpec, partitions_def: dg.PartitionsDefinition
 ) -> dg.AssetsDefinition:
@@ -130,7 +130,7 @@ def build_realtime_results_asset(
         try:
             outcome = asyncio.run(answer_realtime(setup, context.partition_key, urgent_only=False))
         except (MissingInputError, PriorityColumnError) as error:
-            raise _refuse_for_good(error) from None
+            raise failure_for_good(error) from None
         inputs = batch_engine.layout(spec).read_partition(
             "inputs", spec.name, context.partition_key, columns=[spec.id_column]
         )
@@ -162,19 +162,12 @@ def build_auto_submission_asset(
     spec: PipelineSpec, partitions_def: dg.PartitionsDefinition
 ) -> dg.AssetsDefinition:
     @dg.asset(
-        key=submission_key(spec),
-        deps=[input_key(spec)],
-        partitions_def=partitions_def,
-        group_name=spec.name,
-        kinds={spec.provider, "batch"},
-        owners=spec.owners,
-        code_version=spec_version(spec),
-        retry_policy=STEP_RETRY_POLICY,
-        pool=SUBMISSION_POOL,
-        description=(
+        **submission_asset_args(
+            spec,
+            partitions_def,
             f"Answers pipeline {spec.name!r}'s urgent items of one partition realtime now, then submits the "
-            f"rest as a {spec.provider} batch ({spec.model}); the completion sensor collects it."
-        ),
+            f"rest as a {spec.provider} batch ({spec.model}); the completion sensor collects it.",
+        )
     )
     def submission(
         context: dg.AssetExecutionContext,
@@ -194,12 +187,8 @@ def build_auto_submission_asset(
 
         try:
             urgent, rest = asyncio.run(answer_then_submit())
-        except (MissingInputError, PriorityColumnError, BudgetExceededError) as error:
-            raise _refuse_for_good(error) from None
-        except ProviderError as error:
-            if error.retryable:
-                raise
-            raise _refuse_for_good(error) from None
+        except (MissingInputError, PriorityColumnError, BudgetExceededError, ProviderError) as error:
+            raise submission_step_error(error) from None
         context.log.info(
             f"answered {urgent.summary.answered} urgent item(s) realtime; submitted {rest.submitted} "
             + (f"as job {rest.job.id}" if rest.job else "(no batch job needed)")

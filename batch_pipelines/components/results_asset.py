@@ -10,7 +10,7 @@ import polars as pl
 
 from batch_pipelines.components.collection import CollectionOutcome, JobStillRunningError, collect_partition
 from batch_pipelines.components.engine_session import latest_job_id, open_engine
-from batch_pipelines.components.policies import JOB_ID_TAG, STEP_RETRY_POLICY
+from batch_pipelines.components.policies import JOB_ID_TAG, STEP_RETRY_POLICY, failure_for_good
 from batch_pipelines.components.progress_metadata import job_progress_metadata
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.components.results_checks import (
@@ -58,13 +58,13 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
                     missing = (
                         f"no batch job for partition {partition_key!r}; materialize its submission first"
                     )
-                    raise dg.Failure(description=missing, allow_retries=False)
+                    raise failure_for_good(missing)
                 return await collect_partition(engine.manager, spec, layout, partition_key, job_id)
 
         try:
             outcome = asyncio.run(collect())
         except JobStillRunningError as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from None
+            raise failure_for_good(error) from None
         inputs = layout.read_partition("inputs", spec.name, partition_key, columns=[spec.id_column])
         input_ids = inputs[spec.id_column].cast(pl.String).unique()
         checks = evaluate_results_checks(
