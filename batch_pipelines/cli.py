@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import shlex
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 _JOB_COMMANDS = "batch_pipelines.console.job_commands"
 _INTERCHANGE = "batch_pipelines.interchange.commands"
@@ -32,6 +36,17 @@ COMMANDS: dict[str, str] = {
     "export": _INTERCHANGE,
     "import": _INTERCHANGE,
 }
+
+
+def invoked_as() -> str:
+    """The command a user can type to run this CLI again, e.g. `.venv/bin/batch-pipelines` when the
+    virtual environment is not activated."""
+    script = Path(sys.argv[0])
+    if script.name != "batch-pipelines":
+        return "batch-pipelines"
+    if shutil.which("batch-pipelines") == str(script.resolve()):
+        return "batch-pipelines"
+    return shlex.quote(os.path.relpath(script))
 
 
 def build_parser(modules: Iterable[str] | None = None) -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import dagster as dg
 
+from batch_pipelines.cli import invoked_as
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.demo.dataset import DEFAULT_ROWS_PER_DAY, write_demo_dataset
 from batch_pipelines.demo.driver import PipelineDriver, load_component_spec
@@ -120,5 +121,5 @@ def run_demo(
             cursor = connection.execute(sql)
             say(f"\n{title}")
             write_rows([column[0] for column in cursor.description or []], cursor.fetchall(), "table", stream)
-    say(f'\nQuery it yourself: batch-pipelines query --workdir {workdir} "SELECT * FROM results LIMIT 5"')
+    say(f'\nQuery it yourself: {invoked_as()} query --workdir {workdir} "SELECT * FROM results LIMIT 5"')
     return layout

@@ -14,6 +14,7 @@ from typing import TextIO
 import dagster as dg
 import duckdb
 
+from batch_pipelines.cli import invoked_as
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.demo.driver import PipelineDriver, load_component_spec
 from batch_pipelines.demo.reviews_dataset import DEFAULT_REVIEWS_PER_PRODUCT, write_reviews_dataset
@@ -95,7 +96,7 @@ def run_reviews_demo(
         say(f"\nNear-duplicates (cosine similarity >= {SIMILARITY_THRESHOLD})")
         write_rows([c[0] for c in cursor.description or []], cursor.fetchall(), "table", stream)
     say(
-        f'\nQuery it yourself: batch-pipelines query --workdir {workdir} "SELECT id, embedding FROM results '
+        f'\nQuery it yourself: {invoked_as()} query --workdir {workdir} "SELECT id, embedding FROM results '
         "WHERE pipeline = 'reviews' LIMIT 3\""
     )
     return layout
