@@ -94,20 +94,24 @@ class Lifecycle:
         """Freeze the batch if its terminal instant has passed."""
         if batch.terminal_at is not None:
             return
-        now = time.time()
+        ending = self.ending(batch, time.time())
+        if ending is not None:
+            self._finish(batch, *ending)
+
+    def ending(self, batch: BatchRecord, now: float) -> tuple[str, float, int] | None:
+        """(final status, when, requests completed) once the plan says the batch has ended by ``now``;
+        None while it runs. Cheap: producing the results is left to ``refresh``."""
         if batch.validation_errors:
-            if now >= batch.validated_at:
-                self._finish(batch, "failed", batch.validated_at, 0)
-            return
+            return ("failed", batch.validated_at, 0) if now >= batch.validated_at else None
         if batch.cancel_done_at is not None:
             if now >= batch.cancel_done_at:
-                self._finish(batch, "cancelled", batch.cancel_done_at, batch.cancel_completed)
-            return
+                return "cancelled", batch.cancel_done_at, batch.cancel_completed
+            return None
         if expires_before_done(batch) and now >= batch.expires_at:
-            self._finish(batch, "expired", batch.expires_at, done_by(batch, batch.expires_at))
-            return
+            return "expired", batch.expires_at, done_by(batch, batch.expires_at)
         if now >= batch.finalized_at:
-            self._finish(batch, "completed", batch.finalized_at, batch.total)
+            return "completed", batch.finalized_at, batch.total
+        return None
 
     def visible_status(self, batch: BatchRecord) -> str:
         if batch.status is not None:
@@ -133,12 +137,12 @@ class Lifecycle:
         return done - failed, failed
 
     def enqueued_tokens(self, model: str) -> int:
-        total = 0
+        total, now = 0, time.time()
         for batch in self.runtime.store.batches.values():
             if batch.provider != "openai" or batch.model != model or batch.validation_errors:
                 continue
-            self.refresh(batch)
-            if batch.terminal_at is None:
+            # Whether it has ended is enough here; its results are produced when someone reads it.
+            if batch.terminal_at is None and self.ending(batch, now) is None:
                 total += batch.enqueued_tokens
         return total
 
