@@ -48,7 +48,7 @@ def cost_command(args: argparse.Namespace) -> int:
                 return await all_jobs(store, open_only=False)
 
         jobs = asyncio.run(load())
-    except CommandError as error:
+    except (CommandError, ValueError) as error:
         print_error(f"error: {error}")
         return 1
     lines = spend_by(jobs, levels)

@@ -1,5 +1,6 @@
-"""Opening the engine for a command: the store under the working folder, and a provider client whose key
-comes from an environment variable (never from the command line, so it stays out of shell history)."""
+"""Opening the engine for a command: the store (under the working folder, or a shared one by URL), and a
+provider client whose key comes from an environment variable (never from the command line, so it stays
+out of shell history)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from pathlib import Path
 
 from batch_pipelines.engine import BatchManager, BatchStore
 from batch_pipelines.providers import make_provider
-from batch_pipelines.storage.layout import StorageLayout
-from batch_pipelines.workdir import resolve_workdir
+from batch_pipelines.storage.locations import STORE_URL_ENV, DataLocations, add_location_options
 
 DEFAULT_KEY_ENV = "BATCH_PIPELINES_API_KEY"
 BASE_URL_ENV = "BATCH_PIPELINES_BASE_URL"
@@ -23,7 +23,8 @@ class CommandError(RuntimeError):
 
 
 def add_workdir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", default=None, help="working folder (default: $BATCH_PIPELINES_HOME)")
+    """--workdir, and --store-url for a shared store (see storage.locations)."""
+    add_location_options(parser, tables=False)
 
 
 def add_provider_options(parser: argparse.ArgumentParser) -> None:
@@ -40,18 +41,23 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def store_path(args: argparse.Namespace, *, must_exist: bool = True) -> Path:
-    path = StorageLayout.for_workdir(resolve_workdir(args.workdir)).store_path
-    if must_exist and not path.exists():
-        raise CommandError(f"no batch store at {path}: nothing was submitted from this working folder")
-    return path
+def store_location(args: argparse.Namespace, *, must_exist: bool = True) -> str | Path:
+    """The store a command opens: --store-url / $BATCH_PIPELINES_STORE_URL, else the working folder's."""
+    locations = DataLocations.from_args(args)
+    if must_exist and not locations.store_exists():
+        raise CommandError(
+            f"no batch store at {locations.describe_store()}: nothing was submitted from this working "
+            f"folder (a shared store: --store-url or ${STORE_URL_ENV})"
+        )
+    return locations.store_location()
 
 
 @asynccontextmanager
 async def open_store(args: argparse.Namespace, *, must_exist: bool = True) -> AsyncIterator[BatchStore]:
-    path = store_path(args, must_exist=must_exist)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    store = BatchStore(path)
+    location = store_location(args, must_exist=must_exist)
+    if isinstance(location, Path):
+        location.parent.mkdir(parents=True, exist_ok=True)
+    store = BatchStore(location)
     await store.initialize()
     try:
         yield store

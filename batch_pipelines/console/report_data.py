@@ -1,5 +1,5 @@
-"""What the cost and throughput report shows, gathered from the working folder: the store's jobs and the
-dead-letter Parquet tables."""
+"""What the cost and throughput report shows: the store's jobs and the dead-letter Parquet tables, from the
+working folder or the shared store and tables (storage.locations)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import polars as pl
-
 from batch_pipelines.console.spend import SpendLine, level_value, spend_by
 from batch_pipelines.engine import BatchJob, BatchStore
-from batch_pipelines.storage.layout import StorageLayout
-from batch_pipelines.storage.parquet_files import read_parquet_or_empty
-from batch_pipelines.storage.tables import DEAD_LETTERS_SCHEMA
+from batch_pipelines.storage.locations import DataLocations
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,7 @@ class JobPoint:
 @dataclass(frozen=True)
 class ReportData:
     generated_at: datetime
-    workdir: Path
+    source: str  # where the figures come from: the working folder, or the shared store and tables
     points: list[JobPoint]
     by_partition: list[SpendLine]
     by_pipeline: list[SpendLine]
@@ -55,44 +51,50 @@ def job_point(job: BatchJob) -> JobPoint:
     )
 
 
-def dead_letter_counts(layout: StorageLayout) -> list[tuple[str, str, int]]:
-    folder = layout.table_root("dead_letters")
-    frames = [read_parquet_or_empty(path, DEAD_LETTERS_SCHEMA) for path in sorted(folder.glob("*/*.parquet"))]
-    if not frames:
-        return []
-    counts = (
-        pl.concat(frames, how="diagonal_relaxed")
-        .group_by("pipeline", "error_type")
-        .len()
-        .sort(["len", "pipeline", "error_type"], descending=[True, False, False])
-    )
-    return [
-        (str(pipeline), str(error_type), int(count)) for pipeline, error_type, count in counts.iter_rows()
-    ]
+def dead_letter_counts(locations: DataLocations) -> list[tuple[str, str, int]]:
+    """Dead letters per pipeline and error type, read through the DuckDB views (local or on S3)."""
+    import duckdb
+
+    from batch_pipelines.storage.views import create_views
+
+    with duckdb.connect() as connection:
+        create_views(connection, locations.layout, locations.duckdb_s3())
+        counts = connection.execute(
+            "SELECT pipeline, error_type, count(*) AS n FROM dead_letters GROUP BY ALL "
+            "ORDER BY n DESC, pipeline, error_type"
+        ).fetchall()
+    return [(str(pipeline), str(error_type), int(count)) for pipeline, error_type, count in counts]
 
 
-def gather_report_data(workdir: Path, *, now: datetime) -> ReportData:
-    layout = StorageLayout.for_workdir(workdir)
+def gather_report_data(locations: DataLocations, *, now: datetime) -> ReportData:
     jobs: list[BatchJob] = []
-    if layout.store_path.exists():
-        jobs = asyncio.run(_read_jobs(layout.store_path))
+    if locations.store_exists():
+        jobs = asyncio.run(_read_jobs(locations.store_location()))
     jobs.sort(key=lambda job: job.created_at)
     total = spend_by(jobs, [])
     return ReportData(
         generated_at=now,
-        workdir=workdir,
+        source=_source(locations),
         points=[job_point(job) for job in jobs],
         by_partition=spend_by(jobs, ["pipeline", "partition_key", "model"]),
         by_pipeline=spend_by(jobs, ["pipeline"]),
         total=total[0] if total else None,
-        failures=dead_letter_counts(layout),
+        failures=dead_letter_counts(locations),
     )
 
 
-async def _read_jobs(path: Path) -> list[BatchJob]:
+def _source(locations: DataLocations) -> str:
+    """Where the figures come from, for the page (a store URL without its password)."""
+    if locations.store_url is None and locations.storage_url is None:
+        return f"Working folder {locations.workdir}"
+    tables = locations.storage_url or str(locations.workdir)
+    return f"Store {locations.describe_store()}, tables {tables}"
+
+
+async def _read_jobs(location: str | Path) -> list[BatchJob]:
     from batch_pipelines.console.job_commands import all_jobs
 
-    store = BatchStore(path)
+    store = BatchStore(location)
     await store.initialize()
     try:
         return await all_jobs(store, open_only=False)

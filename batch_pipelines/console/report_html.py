@@ -48,7 +48,7 @@ def render_report(data: ReportData, charts: dict[str, Path], page: Path) -> str:
         "<title>batch_pipelines: cost and throughput</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>Cost and throughput</h1>",
-        f"<p class='muted'>Working folder {escape(str(data.workdir))}, generated "
+        f"<p class='muted'>{escape(data.source)}, generated "
         f"{escape(data.generated_at.strftime('%Y-%m-%d %H:%M:%S %Z'))}.</p>",
         "<div class='figures'>",
         *(

@@ -7,6 +7,7 @@ snapshot that the query command and the demo refresh before they read.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -50,13 +51,15 @@ async def read_all_jobs(store: BatchStore) -> list[BatchJob]:
         cursor = page[-1].id
 
 
-def refresh_jobs_snapshot(layout: StorageLayout) -> None:
-    """Rewrite the snapshot from the store; nothing to do while no job was ever submitted."""
-    if not layout.store_path.exists():
+def refresh_jobs_snapshot(layout: StorageLayout, store_location: str | Path | None = None) -> None:
+    """Rewrite the snapshot from the store (``store_location``: a URL or file; default the working
+    folder's); nothing to do while a local store was never written."""
+    location = store_location or layout.store_path
+    if isinstance(location, Path) and not location.exists():
         return
 
     async def snapshot() -> list[BatchJob]:
-        store = BatchStore(layout.store_path)
+        store = BatchStore(location)
         await store.initialize()
         try:
             return await read_all_jobs(store)

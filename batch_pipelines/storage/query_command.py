@@ -1,4 +1,7 @@
-"""`batch-pipelines query [--workdir DIR] [--format table|csv|json] "SQL"`: read-only SQL over the views."""
+"""`batch-pipelines query [--workdir DIR] [--format table|csv|json] "SQL"`: read-only SQL over the views.
+
+The views read the working folder, or the shared deployment named by --store-url / --storage-url (or
+their environment variables, see storage.locations): PostgreSQL for `jobs`/`costs`, S3 for the tables."""
 
 from __future__ import annotations
 
@@ -10,9 +13,8 @@ from typing import Any, TextIO
 
 import duckdb
 
-from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines.storage.locations import DataLocations, add_location_options
 from batch_pipelines.storage.views import read_only_catalog
-from batch_pipelines.workdir import resolve_workdir
 
 
 def register(subparsers: Any) -> None:
@@ -22,18 +24,23 @@ def register(subparsers: Any) -> None:
         description="Run one read-only DuckDB query over results, dead_letters, rejects, jobs, costs.",
     )
     parser.add_argument("sql", help='e.g. "SELECT pipeline, count(*) FROM results GROUP BY ALL"')
-    parser.add_argument("--workdir", default=None, help="working folder (default: $BATCH_PIPELINES_HOME)")
+    add_location_options(parser)
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
     parser.set_defaults(handler=run_query_command)
 
 
 def run_query_command(args: argparse.Namespace) -> int:
-    layout = StorageLayout.for_workdir(resolve_workdir(args.workdir))
+    try:
+        locations = DataLocations.from_args(args)
+        layout = locations.layout
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     try:
         from batch_pipelines.storage.jobs_snapshot import refresh_jobs_snapshot
 
-        refresh_jobs_snapshot(layout)
-        with read_only_catalog(layout) as connection:
+        refresh_jobs_snapshot(layout, locations.store_location())
+        with read_only_catalog(layout, locations.duckdb_s3()) as connection:
             cursor = connection.execute(args.sql)
             columns = [column[0] for column in cursor.description or []]
             rows = cursor.fetchall()

@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 from fsspec import AbstractFileSystem
 
+from batch_pipelines.storage.confined_s3 import ConfinedReadOnlyS3
 from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines.storage.tables import DEAD_LETTERS_SCHEMA, REJECTS_SCHEMA, RESULTS_SCHEMA
 
@@ -36,6 +37,8 @@ JOBS_SCHEMA: dict[str, pl.DataType] = {
     "realtime_usd": pl.Float64(),
     "saved_usd": pl.Float64(),
 }
+
+_VIEW_TABLES = ("results", "dead_letters", "rejects")
 
 _DUCKDB_TYPES = {
     pl.String(): "VARCHAR",
@@ -106,23 +109,42 @@ def create_views(
 
 
 def readable_folders(layout: StorageLayout) -> list[Path]:
-    """The folders the views read: the only ones a read-only catalog lets a query open."""
-    folders = [layout.table_root(table) for table in ("results", "dead_letters", "rejects")]
+    """The local folders the views read: the only ones a read-only catalog lets a query open."""
+    if layout.remote is not None:
+        return [layout.jobs_snapshot_path.parent]
+    folders = [layout.table_root(table) for table in _VIEW_TABLES]
     return [*folders, layout.jobs_snapshot_path.parent]
 
 
+def readable_s3_prefixes(layout: StorageLayout) -> list[str]:
+    """``bucket/prefix/<table>`` of each table the views read on S3 (none while the tables are local)."""
+    if layout.remote is None:
+        return []
+    location = layout.remote.location
+    return [f"{location.bucket}/{location.key(table)}" for table in _VIEW_TABLES]
+
+
 @contextmanager
-def read_only_catalog(layout: StorageLayout) -> Iterator[duckdb.DuckDBPyConnection]:
+def read_only_catalog(
+    layout: StorageLayout, s3: AbstractFileSystem | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only DuckDB connection with the views defined: nothing a query runs can write, and no file
-    outside the results tree can be read (external access off, the view folders allowed, settings locked)."""
+    outside the results tree can be read (external access off, the view folders allowed, settings locked).
+
+    With the tables on S3, ``s3`` is the filesystem to read them through; the query sees it only confined
+    to the tables' prefixes and read-only (ConfinedReadOnlyS3)."""
+    confined = ConfinedReadOnlyS3(s3, readable_s3_prefixes(layout)) if s3 is not None else None
     with tempfile.TemporaryDirectory(prefix="batch_pipelines_catalog_") as folder:
         catalog = Path(folder) / "catalog.duckdb"
         with duckdb.connect(str(catalog)) as writer:
-            create_views(writer, layout)
+            create_views(writer, layout, confined)
         connection = duckdb.connect(str(catalog), read_only=True)
         try:
-            allowed = ", ".join(_quote(f"{path.resolve()}/") for path in readable_folders(layout))
-            connection.execute(f"SET allowed_directories = [{allowed}]")
+            allowed = [f"{path.resolve()}/" for path in readable_folders(layout)]
+            if confined is not None:
+                connection.register_filesystem(confined)
+                allowed += [f"s3://{prefix}/" for prefix in confined.prefixes]
+            connection.execute(f"SET allowed_directories = [{', '.join(map(_quote, allowed))}]")
             connection.execute("SET enable_external_access = false")
             connection.execute("SET lock_configuration = true")
             yield connection
