@@ -43,7 +43,8 @@ async def open_engine(resource: BatchEngineResource, spec: PipelineSpec) -> Asyn
     store = BatchStore(resource.store_location())
     await store.initialize()
     try:
-        yield EngineSession(manager=BatchManager(provider=provider, store=store), store=store)
+        manager = BatchManager(provider=provider, store=store, archive=resource.batch_files())
+        yield EngineSession(manager=manager, store=store)
     finally:
         await provider.aclose()
         await store.close()

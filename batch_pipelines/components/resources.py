@@ -14,6 +14,7 @@ from pydantic import Field
 
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines.storage.s3_batch_files import S3BatchFiles
 from batch_pipelines.storage.s3_tables import S3Location, S3Tables, duckdb_filesystem
 from batch_pipelines.storage.views import create_views
 from batch_pipelines.workdir import resolve_workdir
@@ -34,8 +35,9 @@ class BatchEngineResource(dg.ConfigurableResource):
     sensor_page_size: int = Field(default=50, ge=1, description="Open jobs a sensor tick refreshes at most.")
     storage_url: str | None = Field(
         default=None,
-        description="s3://bucket/prefix puts inputs, rejects, results and dead letters on S3 (through `s3`); "
-        "None keeps them under the working folder.",
+        description="s3://bucket/prefix puts inputs, rejects, results and dead letters on S3 (through `s3`), "
+        "and a copy of each provider batch's input and output file; None keeps the tables under the "
+        "working folder.",
     )
     s3: S3Resource | None = Field(
         default=None, description="The dagster-aws S3Resource for storage_url; None: AWS defaults."
@@ -57,6 +59,11 @@ class BatchEngineResource(dg.ConfigurableResource):
 
     def store_location(self) -> str | Path:
         return self.store_url or self.layout().store_path
+
+    def batch_files(self) -> S3BatchFiles | None:
+        """Where provider batches' input/output files are kept: beside the tables when they are on S3."""
+        remote = remote_tables(self.storage_url, self.s3)
+        return S3BatchFiles(client=remote.client, location=remote.location) if remote else None
 
     def layout(self, spec: PipelineSpec | None = None) -> StorageLayout:
         return StorageLayout.for_workdir(

@@ -7,7 +7,10 @@ Every request of the batch ends with exactly one stored result; those the provid
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 
+from batch_pipelines.engine.batch_files import BatchFileArchive, keep_batch_file
 from batch_pipelines.engine.errors import classify
 from batch_pipelines.engine.models import BatchResult, BatchStatus
 from batch_pipelines.engine.records import BatchRecord, JobRecord
@@ -21,9 +24,12 @@ STORE_PAGE = 2000
 
 
 class ResultCollector:
-    def __init__(self, provider: BatchProvider, store: BatchStore) -> None:
+    def __init__(
+        self, provider: BatchProvider, store: BatchStore, archive: BatchFileArchive | None = None
+    ) -> None:
         self.provider = provider
         self.store = store
+        self.archive = archive
 
     async def collect_ended(self, record: JobRecord) -> None:
         """Store the results of every ended provider batch of the job not collected yet."""
@@ -43,7 +49,11 @@ class ResultCollector:
         if batch.provider_batch_id is not None:
             members = await self.store.chunk_request_ids(record.id, batch.attempt, batch.chunk)
             buffer: list[BatchResult] = []
+            # A copy of the output for the archive (deleted when closed, or collected on an error).
+            copy = tempfile.NamedTemporaryFile(suffix=".jsonl") if self.archive is not None else None  # noqa: SIM115
             async for line in self.provider.iter_result_lines(batch.provider_batch_id):
+                if copy is not None:
+                    copy.write(line if line.endswith(b"\n") else line + b"\n")
                 try:
                     parsed = self.provider.parse_result_line(line)
                 except (ValueError, KeyError, TypeError, IndexError) as error:
@@ -59,6 +69,10 @@ class ResultCollector:
                     await self.store.upsert_results(record.id, buffer)
                     buffer = []
             await self.store.upsert_results(record.id, buffer)
+            if copy is not None:
+                with copy:
+                    copy.flush()
+                    await keep_batch_file(self.archive, batch, "output", Path(copy.name))
         missing = await self.store.unresolved_in_chunk(record.id, batch.attempt, batch.chunk)
         for start in range(0, len(missing), STORE_PAGE):
             page = missing[start : start + STORE_PAGE]

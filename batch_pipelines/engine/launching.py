@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from batch_pipelines.engine.batch_files import BatchFileArchive, keep_batch_file
 from batch_pipelines.engine.errors import ProviderError
 from batch_pipelines.engine.models import BatchRequest, BatchStatus
 from batch_pipelines.engine.records import LAUNCHING, QUEUED, BatchRecord, JobRecord
@@ -32,10 +33,17 @@ BATCH_CONTENT_ERRORS = frozenset({"invalid_request", "request_too_large"})
 
 
 class BatchLauncher:
-    def __init__(self, provider: BatchProvider, store: BatchStore, work_dir: Path | None) -> None:
+    def __init__(
+        self,
+        provider: BatchProvider,
+        store: BatchStore,
+        work_dir: Path | None,
+        archive: BatchFileArchive | None = None,
+    ) -> None:
         self.provider = provider
         self.store = store
         self.work_dir = work_dir
+        self.archive = archive
 
     async def launch_queued(self, record: JobRecord, files: dict[int, Path]) -> None:
         """Create the provider batches recorded as intents, as far as the enqueued-token pool allows."""
@@ -56,6 +64,7 @@ class BatchLauncher:
                         await self.store.save_batch(batch)
                         return
                 state = await self._find_launched(batch, known)
+                sent: Path | None = None  # the input file this call uploaded, for the archive
                 if state is None:
                     if _launch_in_flight(batch):
                         continue  # another process claimed it moments ago and is creating it now
@@ -78,9 +87,12 @@ class BatchLauncher:
                         if error.error_type == "token_limit_exceeded":
                             return
                         raise
+                    sent = path
                 apply_state(batch, state)
                 known.add(state.id)
                 await self.store.save_batch(batch)
+                if sent is not None:
+                    await keep_batch_file(self.archive, batch, "input", sent)
 
     async def _find_launched(self, batch: BatchRecord, known: set[str]) -> ProviderBatchState | None:
         if batch.launch_started_at is None:

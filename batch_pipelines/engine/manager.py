@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_pipelines.engine import preparation
+from batch_pipelines.engine.batch_files import BatchFileArchive
 from batch_pipelines.engine.collecting import ResultCollector
 from batch_pipelines.engine.errors import (
     BudgetExceededError,
@@ -47,7 +48,8 @@ class BatchManager:
 
     ``work_dir`` is where rendered input files are written while they upload (the system temp by default).
     Of several managers submitting one job id at once, one prepares it and the others wait for it; a
-    preparation silent for ``prepare_lease_s`` is taken over by the next submit.
+    preparation silent for ``prepare_lease_s`` is taken over by the next submit. With an ``archive``, each
+    provider batch's input and output file is kept there too (see engine.batch_files).
     """
 
     def __init__(
@@ -57,13 +59,14 @@ class BatchManager:
         *,
         work_dir: Path | None = None,
         prepare_lease_s: float = preparation.PREPARE_LEASE_S,
+        archive: BatchFileArchive | None = None,
     ) -> None:
         self.provider = provider
         self.store = store if store is not None else BatchStore()
         self.work_dir = work_dir
         self.prepare_lease_s = prepare_lease_s
-        self._launcher = BatchLauncher(provider, self.store, work_dir)
-        self._collector = ResultCollector(provider, self.store)
+        self._launcher = BatchLauncher(provider, self.store, work_dir, archive)
+        self._collector = ResultCollector(provider, self.store, archive)
 
     # -- submit ----------------------------------------------------------------------------------------
 
