@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from batch_pipelines.components.requests_for_partition import request_keys
+from batch_pipelines.components.requests_for_partition import request_keys, saved_request_keys
 from batch_pipelines.engine import BatchJob, BatchManager, BatchResult, JobNotFinishedError
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -57,9 +57,9 @@ async def collect_partition(
             f"job {job_id!r} is {job.status.value} ({job.detail}); the completion sensor requests this "
             "partition's results run when it ends"
         )
-    inputs = layout.read_partition("inputs", spec.name, partition_key)
-    keys = request_keys(spec, inputs)
-    del inputs
+    keys = saved_request_keys(layout, spec, partition_key, job_id)
+    if keys is None:  # submitted before keys were saved, or another job of the partition was submitted since
+        keys = request_keys(spec, layout.read_partition("inputs", spec.name, partition_key))
     version = spec_version(spec)
     answered = _FrameBuffer(results_row_schema(spec))
     dead = _FrameBuffer(dead_row_schema())

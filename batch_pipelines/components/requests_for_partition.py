@@ -14,12 +14,14 @@ from typing import Any
 import polars as pl
 
 from batch_pipelines.engine.models import BatchRequest
-from batch_pipelines.pipeline.requests import render_messages, request_hash, spec_version
+from batch_pipelines.pipeline.requests import Message, render_messages, request_hash, spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
+from batch_pipelines.storage.layout import StorageLayout
 
 _REQUEST_FIELDS = ("max_tokens", "temperature")
 SLICE_ROWS = 50_000
 KEY_SEPARATOR = "\x1f"
+KEYS_SCHEMA: dict[str, pl.DataType] = {"id": pl.String(), "request_hash": pl.String(), "job_id": pl.String()}
 
 
 @dataclass(frozen=True)
@@ -37,13 +39,23 @@ def _rows(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[dict[str, Any]]:
 
 def iter_planned(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[PlannedRequest]:
     version = spec_version(spec)
+    for request, messages in _iter_requests(spec, inputs):
+        yield PlannedRequest(request=request, request_hash=request_hash(version, messages))
+
+
+def iter_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[BatchRequest]:
+    """The requests alone, for callers that have the hashes already (`request_keys`)."""
+    for request, _messages in _iter_requests(spec, inputs):
+        yield request
+
+
+def _iter_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[tuple[BatchRequest, list[Message]]]:
     passthrough = {key: value for key, value in spec.params.items() if key not in _REQUEST_FIELDS}
     max_tokens, temperature = spec.params.get("max_tokens"), spec.params.get("temperature")
     for row in _rows(spec, inputs):
         messages = render_messages(spec, row)
         if spec.kind == "embedding":
-            request = BatchRequest(id=str(row[spec.id_column]), input=messages[-1]["content"])
-            yield PlannedRequest(request=request, request_hash=request_hash(version, messages))
+            yield BatchRequest(id=str(row[spec.id_column]), input=messages[-1]["content"]), messages
             continue
         system = messages[0]["content"] if messages[0]["role"] == "system" else None
         user_messages: list[dict[str, Any]] = [message for message in messages if message["role"] != "system"]
@@ -55,7 +67,7 @@ def iter_planned(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[PlannedRe
             temperature=temperature,
             params=dict(passthrough),
         )
-        yield PlannedRequest(request=request, request_hash=request_hash(version, messages))
+        yield request, messages
 
 
 def plan_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> list[PlannedRequest]:
@@ -79,6 +91,26 @@ def request_keys(spec: PipelineSpec, inputs: pl.DataFrame) -> pl.DataFrame:
         pl.DataFrame({"id": ids, "request_hash": hashes}, schema={"id": pl.String, "request_hash": pl.String})
     )
     return pl.concat(parts)
+
+
+def save_request_keys(
+    layout: StorageLayout, spec: PipelineSpec, partition_key: str, keys: pl.DataFrame, job_id: str
+) -> None:
+    """Keep the keys a job was submitted with, so collecting its results need not render every row again."""
+    layout.write_partition(
+        keys.with_columns(pl.lit(job_id).alias("job_id")), "request_keys", spec.name, partition_key
+    )
+
+
+def saved_request_keys(
+    layout: StorageLayout, spec: PipelineSpec, partition_key: str, job_id: str
+) -> pl.DataFrame | None:
+    """The `id` and `request_hash` columns saved when `job_id` was submitted; None when the partition's
+    last submission was another job (or saved none)."""
+    saved = layout.read_partition("request_keys", spec.name, partition_key, schema=KEYS_SCHEMA)
+    if saved.height == 0 or saved["job_id"][0] != job_id:
+        return None
+    return saved.select("id", "request_hash")
 
 
 def joined_keys(keys: pl.DataFrame) -> pl.Series:

@@ -10,9 +10,10 @@ import polars as pl
 
 from batch_pipelines.components.budget import submission_budget
 from batch_pipelines.components.requests_for_partition import (
-    iter_planned,
+    iter_requests,
     joined_keys,
     request_keys,
+    save_request_keys,
     submission_job_id,
 )
 from batch_pipelines.engine import BatchJob, BatchManager
@@ -64,9 +65,11 @@ async def submit_partition(
         )
     pending = inputs.filter(pending_mask)
     budget = await submission_budget(manager.store, spec, now=datetime.now(UTC))
+    job_id = submission_job_id(spec, partition_key, keys.filter(pending_mask))
+    save_request_keys(layout, spec, partition_key, keys, job_id)
     job = await manager.submit(
-        (item.request for item in iter_planned(spec, pending)),
-        job_id=submission_job_id(spec, partition_key, keys.filter(pending_mask)),
+        iter_requests(spec, pending),
+        job_id=job_id,
         metadata={"pipeline": spec.name, "partition_key": partition_key, "spec_version": spec_version(spec)},
         response_schema=spec.response_schema,
         max_cost_usd=budget.max_cost_usd,

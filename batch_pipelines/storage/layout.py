@@ -4,12 +4,13 @@
 <workdir>/rejects/<pipeline>/<partition>.parquet       input rows that could not be used, with the reason
 <results root>/<pipeline>/<partition>.parquet          one row per answered item (root: <workdir>/results)
 <workdir>/dead_letters/<pipeline>/<partition>.parquet  items that failed for good, with the provider's error
+<workdir>/request_keys/<pipeline>/<partition>.parquet  id + request hash of each row as last submitted
 <workdir>/batches.db                                   the engine's BatchStore
 <workdir>/catalog/jobs.parquet                         snapshot of the store for the `jobs`/`costs` views
 
-With `remote` set (S3Tables), the inputs, rejects, results and dead letters live on S3 instead, at
-`s3://<bucket>/<prefix>/<table>/<pipeline>/<partition>.parquet`; use the *_partition methods below to
-read and write them wherever they are.
+With `remote` set (S3Tables), the inputs, rejects, results, dead letters and request keys live on S3
+instead, at `s3://<bucket>/<prefix>/<table>/<pipeline>/<partition>.parquet`; use the *_partition
+methods below to read and write them wherever they are.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from batch_pipelines.pipeline.partition_keys import check_partition_key
 from batch_pipelines.storage.parquet_files import write_parquet_atomic
 from batch_pipelines.storage.s3_tables import S3Tables
 
-TABLES = ("inputs", "rejects", "results", "dead_letters")
+TABLES = ("inputs", "rejects", "results", "dead_letters", "request_keys")
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,15 @@ class PipelineHarness:
             resources={"batch_engine": self.engine},
         )
 
+    def submit_only(self, partition_key: str) -> dg.ExecuteInProcessResult:
+        """The submission step alone, on the input partition as it is now."""
+        return dg.materialize(
+            [self.asset("submission")],
+            partition_key=partition_key,
+            instance=self.instance,
+            resources={"batch_engine": self.engine},
+        )
+
     def tick(self, cursor: str | None = None) -> dg.SensorResult:
         sensor = self.defs.resolve_sensor_def(f"{self.spec.name}_completion_sensor")
         with dg.build_sensor_context(

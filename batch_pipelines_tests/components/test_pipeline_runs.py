@@ -7,6 +7,7 @@ import json
 import time
 
 import dagster as dg
+import polars as pl
 
 from batch_pipelines.components import BatchEngineResource, DuckDBResource
 from batch_pipelines.components.engine_session import open_engine, page_jobs
@@ -74,6 +75,30 @@ def test_resubmitting_an_answered_partition_sends_nothing(harness: PipelineHarne
     assert metadata["items_submitted"] == 0
     assert metadata["items_already_answered"] == ROWS_PER_DAY
     assert harness.new_run_requests(harness.tick()) == []
+
+
+def test_a_row_edited_while_its_batch_ran_is_asked_again(harness: PipelineHarness) -> None:
+    """Answers carry the hash of the request they answer, not of the row as it reads when they arrive."""
+    harness.submit("2026-11-01")
+    layout = harness.engine.layout(harness.spec)
+    inputs = layout.read_partition("inputs", "tickets", "2026-11-01")
+    edited_id = inputs["ticket_id"][0]
+    layout.write_partition(
+        inputs.with_columns(
+            pl.when(pl.col("ticket_id") == edited_id)
+            .then(pl.lit("The invoice total changed after I wrote this."))
+            .otherwise(pl.col("body"))
+            .alias("body")
+        ),
+        "inputs",
+        "tickets",
+        "2026-11-01",
+    )
+    assert harness.collect(harness.wait_for_run_requests()[0]).success
+    again = harness.submit_only("2026-11-01")
+    metadata = materialization_metadata(again, SUBMISSION)
+    assert metadata["items_submitted"] == 1
+    assert metadata["items_already_answered"] == ROWS_PER_DAY - 1
 
 
 def test_sensor_reports_progress_as_numeric_observations(harness: PipelineHarness) -> None:
