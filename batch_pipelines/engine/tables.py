@@ -92,7 +92,9 @@ results = sa.Table(
     *answer_columns(),
 )
 
-RESULT_COLUMNS = [c.name for c in results.columns if c.name not in ("job_id", "request_id")]
+RESULT_KEYS = ("job_id", "request_id")
+RESULT_COLUMNS = [c.name for c in results.columns if c.name not in RESULT_KEYS]
+REQUEST_COLUMNS = ("job_id", "request_id", "seq", "attempt", "chunk", "line", "payload")
 
 
 def job_row(job: JobRecord) -> dict[str, Any]:
@@ -200,13 +202,10 @@ def batch_from_row(row: Any) -> BatchRecord:
     )
 
 
-def result_row(job_id: str, item: BatchResult) -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "request_id": item.id,
-        "provider_batch_id": item.provider_batch_id,
-        **answer_values(item),
-    }
+def result_row(job_id: str, item: BatchResult) -> tuple[Any, ...]:
+    """The row of ``results`` in (*RESULT_KEYS, *RESULT_COLUMNS) order."""
+    values = {"provider_batch_id": item.provider_batch_id, **answer_values(item)}
+    return (job_id, item.id, *(values[name] for name in RESULT_COLUMNS))
 
 
 def result_from_row(row: Any) -> BatchResult | None:
