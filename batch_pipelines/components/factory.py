@@ -19,6 +19,7 @@ from batch_pipelines.components.realtime_assets import (
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.components.results_asset import build_results_asset, results_key
 from batch_pipelines.components.submission_asset import build_submission_asset, submission_key
+from batch_pipelines.components.worker_pool import build_worker_pool
 from batch_pipelines.pipeline.spec import PipelineSpec, parse_pipeline_spec
 
 
@@ -36,16 +37,25 @@ def build_pipeline_defs(
     batch_engine: BatchEngineResource | None = None,
     rate_limiter: RateLimiterResource | None = None,
 ) -> dg.Definitions:
-    """The assets, jobs, sensor and schedule of one pipeline.
+    """The assets, jobs, sensor and schedule of one pipeline (plus, with `workers`, the worker job and
+    its scaling sensor).
 
     `spec` is a PipelineSpec or a mapping (e.g. parsed YAML); a bad one raises PipelineSpecError naming the
     field. Pass `batch_engine` (and, for `mode: realtime|auto`, `rate_limiter`) to bind the resources here;
     otherwise the code location provides them.
     """
     spec = parse_pipeline_spec(spec)
+    defs = _pipeline_defs(spec, _bound(batch_engine, rate_limiter))
+    if spec.workers is None:
+        return defs
+    worker_job, scaling_sensor = build_worker_pool(spec)
+    return dg.Definitions.merge(defs, dg.Definitions(jobs=[worker_job], sensors=[scaling_sensor]))
+
+
+def _pipeline_defs(spec: PipelineSpec, resources: dict[str, Any] | None) -> dg.Definitions:
     partitions_def = partitions_for(spec)
     if spec.mode == "realtime":
-        return _realtime_defs(spec, partitions_def, _bound(batch_engine, rate_limiter))
+        return _realtime_defs(spec, partitions_def, resources)
     submit_job = dg.define_asset_job(
         submit_job_name(spec),
         selection=dg.AssetSelection.assets(input_key(spec), submission_key(spec)),
@@ -72,7 +82,7 @@ def build_pipeline_defs(
         jobs=[submit_job, results_job],
         sensors=[build_completion_sensor(spec, results_job, results_key(spec))],
         schedules=[build_nightly_schedule(spec, submit_job, partitions_def)],
-        resources=_bound(batch_engine, rate_limiter),
+        resources=resources,
     )
 
 

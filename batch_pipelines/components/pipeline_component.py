@@ -60,6 +60,11 @@ class BatchPipelineComponent(dg.Component, dg.Model, dg.Resolvable):
         default=None,
         description="`mode: auto` only: `{priority_column, threshold}` picks the realtime items.",
     )
+    workers: dict[str, Any] | None = Field(
+        default=None,
+        description="`queue`, `backend` (`sqlite`/`sqs`), `max_workers`, `items_per_worker`, `concurrency`, "
+        "`visibility_timeout_s`, `sensor_interval_seconds`: a worker job and its queue-depth sensor.",
+    )
     response_schema: dict[str, Any] | None = Field(default=None, description="JSON schema of a response.")
     schedule: dict[str, Any] | None = Field(
         default=None, description=f"`cron` (default {DEFAULT_CRON!r}), `timezone`, `enabled`."

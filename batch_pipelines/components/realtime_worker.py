@@ -6,7 +6,7 @@ or many, through the run launcher), all sharing the queue and the `RateLimiterRe
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import dagster as dg
 from pydantic import Field
@@ -33,10 +33,26 @@ class RealtimeWorkerConfig(dg.Config):
 
 
 def build_realtime_worker_job(
-    *, pool: str, provider: str, model: str, open_queue: Callable[[], DrainableQueue]
+    *,
+    pool: str,
+    provider: str,
+    model: str,
+    open_queue: Callable[[], DrainableQueue] | None = None,
+    open_queue_with: Callable[[BatchEngineResource], DrainableQueue] | None = None,
+    concurrency: int | None = None,
 ) -> dg.JobDefinition:
-    """The worker job of ``pool``: ``open_queue()`` gives the queue (e.g. an ``SqsWorkQueue``); the
-    provider endpoint and key come from ``batch_engine``, the budget from ``rate_limiter``."""
+    """The worker job of ``pool``: ``open_queue()`` gives the queue (e.g. an ``SqsWorkQueue``), or
+    ``open_queue_with(batch_engine)`` where it depends on the resource (working folder, store URL); the
+    provider endpoint and key come from ``batch_engine``, the budget from ``rate_limiter``. ``concurrency``
+    is the default of the run config's calls in flight."""
+    open_with: Callable[[BatchEngineResource], DrainableQueue]
+    if open_queue is not None and open_queue_with is None:
+        plain = open_queue
+        open_with = lambda _engine: plain()  # noqa: E731
+    elif open_queue_with is not None and open_queue is None:
+        open_with = open_queue_with
+    else:
+        raise ValueError("give exactly one of open_queue and open_queue_with")
 
     @dg.op(name=f"{pool}_drain_queue")
     def drain(
@@ -46,7 +62,7 @@ def build_realtime_worker_job(
         rate_limiter: RateLimiterResource,
     ) -> None:
         async def work() -> RealtimeSummary:
-            queue = open_queue()
+            queue = open_with(batch_engine)
             await queue.initialize()
             client = make_realtime_provider(
                 provider,
@@ -74,7 +90,11 @@ def build_realtime_worker_job(
             f"{summary.queue.open} item(s) still open in the queue"
         )
 
-    @dg.job(name=f"{pool}_realtime_worker", tags={WORKER_POOL_TAG: pool})
+    defaults: dict[str, Any] = {}
+    if concurrency is not None:
+        defaults["config"] = dg.RunConfig(ops={drain.name: RealtimeWorkerConfig(concurrency=concurrency)})
+
+    @dg.job(name=f"{pool}_realtime_worker", tags={WORKER_POOL_TAG: pool}, **defaults)
     def worker() -> None:
         drain()
 

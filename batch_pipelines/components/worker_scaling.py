@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from batch_pipelines.components.resources import BatchEngineResource
+
 WORKER_POOL_TAG = "batch_pipelines/worker_pool"
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -32,25 +34,21 @@ def build_worker_scaling_sensor(
     *,
     pool: str,
     worker_job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition,
-    queue_depth: Callable[[], int],
+    queue_depth: Callable[[], int] | None = None,
+    queue_depth_with: Callable[[BatchEngineResource], int] | None = None,
     max_workers: int,
     items_per_worker: int = 1_000,
     minimum_interval_seconds: int = 30,
 ) -> dg.SensorDefinition:
-    """A sensor launching ``worker_job`` runs for the queue ``queue_depth`` reads (e.g. an
-    ``SqsWorkQueue``'s depth, or a ``WorkQueue``'s open count)."""
+    """A sensor launching ``worker_job`` runs for the queue ``queue_depth()`` reads (e.g. an
+    ``SqsWorkQueue``'s depth, or a ``WorkQueue``'s open count), or ``queue_depth_with(batch_engine)``
+    where finding the queue depends on that resource."""
     if max_workers < 1 or items_per_worker < 1:
         raise ValueError("max_workers and items_per_worker must be at least 1")
+    if (queue_depth is None) == (queue_depth_with is None):
+        raise ValueError("give exactly one of queue_depth and queue_depth_with")
 
-    @dg.sensor(
-        name=f"{pool}_worker_scaling",
-        job=worker_job,
-        minimum_interval_seconds=minimum_interval_seconds,
-        description=f"Launches up to {max_workers} worker runs for pool {pool!r}, one per "
-        f"{items_per_worker} queued items; none when the queue is empty.",
-    )
-    def scale(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        depth = queue_depth()
+    def scale(context: dg.SensorEvaluationContext, depth: int) -> dg.SensorResult | dg.SkipReason:
         active = context.instance.get_runs_count(
             dg.RunsFilter(statuses=ACTIVE_STATUSES, tags={WORKER_POOL_TAG: pool})
         )
@@ -66,4 +64,26 @@ def build_worker_scaling_sensor(
             cursor=str(tick),
         )
 
-    return scale
+    sensor = dg.sensor(
+        name=f"{pool}_worker_scaling",
+        job=worker_job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        description=f"Launches up to {max_workers} worker runs for pool {pool!r}, one per "
+        f"{items_per_worker} queued items; none when the queue is empty.",
+    )
+    if queue_depth is not None:
+        read = queue_depth
+
+        def scale_by_depth(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+            return scale(context, read())
+
+        return sensor(scale_by_depth)
+    assert queue_depth_with is not None
+    read_with = queue_depth_with
+
+    def scale_by_engine_depth(
+        context: dg.SensorEvaluationContext, batch_engine: BatchEngineResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        return scale(context, read_with(batch_engine))
+
+    return sensor(scale_by_engine_depth)

@@ -214,6 +214,34 @@ class UrgentSpec(_SpecModel):
     threshold: int = Field(description="Items whose priority is at least this are urgent.")
 
 
+class WorkersSpec(_SpecModel):
+    """A pool of realtime worker runs draining one work queue, launched by a sensor as the queue fills."""
+
+    queue: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{1,70}$",
+        description="Name of the work queue the workers drain (items enqueued by your producers).",
+    )
+    backend: Literal["sqlite", "sqs"] = Field(
+        default="sqlite",
+        description="`sqlite` (the embedded queue, in the BatchStore's database or the working folder) or "
+        "`sqs` (an SQS queue of that name plus `<queue>-dead`, found through boto3's AWS configuration; "
+        "results in the BatchStore's database).",
+    )
+    max_workers: int = Field(
+        default=4, ge=1, le=1000, description="Worker runs at most, counting queued and running ones."
+    )
+    items_per_worker: int = Field(
+        default=1000, ge=1, description="Queued items per worker run the sensor asks for."
+    )
+    concurrency: int = Field(default=16, ge=1, le=1024, description="Calls in flight per worker run.")
+    visibility_timeout_s: float = Field(
+        default=300.0, gt=0, description="How long a received item stays leased to its worker."
+    )
+    sensor_interval_seconds: int = Field(
+        default=30, ge=1, le=3600, description="Least time between two scaling-sensor ticks."
+    )
+
+
 class PipelineSpec(_SpecModel):
     """A whole pipeline: rows in, one model request per row, results out as Parquet."""
 
@@ -244,6 +272,11 @@ class PipelineSpec(_SpecModel):
     )
     urgent: UrgentSpec | None = Field(
         default=None, validate_default=True, description="Required with `mode: auto`: which items are urgent."
+    )
+    workers: WorkersSpec | None = Field(
+        default=None,
+        description="A worker pool scaled by queue depth: a worker job and its scaling sensor (realtime "
+        "providers only; items per call and deliveries follow `realtime`). Unset: none.",
     )
     response_schema: dict[str, Any] | None = Field(default=None, description="JSON schema for responses.")
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="The nightly schedule.")
@@ -308,6 +341,16 @@ class PipelineSpec(_SpecModel):
             raise ValueError(
                 f"'mode: {value}' needs a provider with a realtime API ({', '.join(REALTIME_PROVIDERS)}), "
                 f"not {provider!r}"
+            )
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_need_realtime(cls, value: WorkersSpec | None, info: ValidationInfo) -> WorkersSpec | None:
+        provider = info.data.get("provider")
+        if value is not None and provider is not None and provider not in REALTIME_PROVIDERS:
+            raise ValueError(
+                f"workers call the realtime API ({', '.join(REALTIME_PROVIDERS)}), not {provider!r}'s"
             )
         return value
 
