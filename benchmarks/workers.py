@@ -4,17 +4,22 @@ The emulator allows ``--rpm`` requests per minute and takes ``--latency`` second
 worker is the same unit (``process_realtime`` with ``--concurrency`` calls in flight, as one pod or one
 Dagster worker run would be); all workers of a phase drain one shared work queue and draw on one shared
 limiter (Redis when reachable, else SQLite). Each phase has its own API key, queue and limiter key.
+``--queue sqs`` puts the work queue on SQS (moto's server, started here on 127.0.0.1) through
+``SqsWorkQueue``, with its results ledger in a SQLite file, instead of the embedded SQLite ``WorkQueue``.
 
 Items per minute are answers written after ``--warmup`` seconds until the phase ends. The baseline is
 the 1-worker phase of the same run; the last line prints each phase's ratio to it and to the limit.
 
     .venv/bin/python benchmarks/workers.py [--seconds 20] [--rpm 1200] [--latency 0.5] [--concurrency 4]
+        [--queue sqlite|sqs]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import socket
 import sqlite3
 import subprocess
@@ -22,16 +27,20 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
+import boto3
 
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.engine.models import BatchRequest
 from batch_pipelines.ratelimit import RateLimiter
 from batch_pipelines.realtime import WorkQueue, make_realtime_provider, process_realtime
+from batch_pipelines.realtime.sqs_queue import SqsWorkQueue
 
 MODEL = "gpt-4o-mini"
 TPM = 10_000_000  # requests are the binding limit
@@ -48,6 +57,21 @@ class WorkerConfig:
     rpm: int
     concurrency: int
     seconds: float
+    sqs_endpoint: str | None = None  # set: the queue is on SQS, results in the ledger at queue_path
+    sqs_queue_url: str | None = None
+    sqs_dead_letter_queue_url: str | None = None
+
+
+def open_queue(config: WorkerConfig) -> WorkQueue | SqsWorkQueue:
+    if config.sqs_queue_url is None:
+        return WorkQueue(config.queue_path, name="bench", visibility_timeout_s=120)
+    return SqsWorkQueue(
+        config.sqs_queue_url,
+        ledger_url=f"sqlite:///{config.queue_path}",
+        dead_letter_queue_url=config.sqs_dead_letter_queue_url,
+        client=boto3.client("sqs", endpoint_url=config.sqs_endpoint),
+        visibility_timeout_s=120,
+    )
 
 
 async def worker(config: WorkerConfig) -> None:
@@ -57,21 +81,25 @@ async def worker(config: WorkerConfig) -> None:
     limiter = RateLimiter.from_url(
         config.limiter_url, requests_per_minute=config.rpm, tokens_per_minute=TPM, key=config.limiter_key
     )
-    queue = WorkQueue(config.queue_path, name="bench", visibility_timeout_s=120)
+    queue = open_queue(config)
     await queue.initialize()
     print("READY", flush=True)
     start_at = float(await anyio.to_thread.run_sync(sys.stdin.readline))
     await anyio.sleep(max(0.0, start_at - time.time()))
     with anyio.move_on_after(start_at + config.seconds - time.time()):
         await process_realtime(
-            None, provider_client=provider, limiter=limiter, queue=queue, concurrency=config.concurrency
+            None,
+            provider_client=provider,
+            limiter=limiter,
+            queue=queue,  # type: ignore[arg-type]  # SqsWorkQueue has WorkQueue's interface
+            concurrency=config.concurrency,
         )
     await provider.aclose()
 
 
 def run_phase(workers: int, base: WorkerConfig, items: int, warmup: float) -> float:
     """Items per minute that ``workers`` processes answered in the steady state."""
-    shared_queue = WorkQueue(base.queue_path, name="bench")
+    shared_queue = open_queue(base)
     requests = [
         BatchRequest(
             id=f"i{n}", messages=[{"role": "user", "content": f"Classify ticket {n}"}], max_tokens=20
@@ -115,6 +143,30 @@ def run_phase(workers: int, base: WorkerConfig, items: int, warmup: float) -> fl
     return float(answered) / (window_end - window_start) * 60
 
 
+@contextmanager
+def sqs_server(wanted: bool) -> Iterator[str | None]:
+    """moto's SQS server on a free loopback port (fake credentials for it), or None when not wanted."""
+    if not wanted:
+        yield None
+        return
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ[name] = value  # inherited by the worker processes
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
 def redis_reachable(url: str) -> bool:
     parts = urlsplit(url)
     try:
@@ -132,6 +184,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--queue", choices=("sqlite", "sqs"), default="sqlite", help="the work queue")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.worker:
@@ -139,7 +192,11 @@ def main() -> None:
         return
 
     figures: dict[int, float] = {}
-    with tempfile.TemporaryDirectory() as folder, EmulatorProcess(seed=3) as emulator:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        EmulatorProcess(seed=3) as emulator,
+        sqs_server(arguments.queue == "sqs") as sqs_endpoint,
+    ):
         emulator.configure(
             {
                 "rate_limits": {"rpm": arguments.rpm, "tpm": TPM},
@@ -164,6 +221,16 @@ def main() -> None:
                 concurrency=arguments.concurrency,
                 seconds=arguments.seconds,
             )
+            if sqs_endpoint is not None:
+                created = SqsWorkQueue.create(
+                    boto3.client("sqs", endpoint_url=sqs_endpoint),
+                    f"bench-{phase}",
+                    ledger_url=f"sqlite:///{base.queue_path}",
+                    visibility_timeout_s=120,
+                )
+                base.sqs_endpoint = sqs_endpoint
+                base.sqs_queue_url = created.queue_url
+                base.sqs_dead_letter_queue_url = created.dead_letter_queue_url
             # More items than the limit allows in the phase, so the queue never runs dry.
             items = int(arguments.rpm / 60 * arguments.seconds * 1.5) + 100
             before = int(emulator.stats()["rate_limited_429"])
@@ -172,7 +239,7 @@ def main() -> None:
             print(f"workers={workers} items_per_minute={figures[workers]:.0f} 429s={rejected}", flush=True)
     print(
         f"{arguments.rpm} RPM limit, {arguments.latency}s per answer, "
-        f"{arguments.concurrency} calls in flight per worker, {backend} limiter"
+        f"{arguments.concurrency} calls in flight per worker, {backend} limiter, {arguments.queue} queue"
     )
     print(
         " ".join(
