@@ -8,7 +8,9 @@ file always covers the whole partition, and each file is replaced in one step.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -33,14 +35,24 @@ class JobStillRunningError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class PartitionTables:
+    """A partition's results and dead-letter files just written, described without holding the results:
+    a million answers stay on disk and are scanned for the checks."""
+
+    results_path: str
+    results: pl.LazyFrame
+    result_count: int
+    cost_usd: float
+    dead_letters: pl.DataFrame
+
+
+@dataclass(frozen=True)
 class CollectionOutcome:
     job: BatchJob
-    results: pl.DataFrame
-    dead_letters: pl.DataFrame
+    tables: PartitionTables
     answered_now: int
     dead_now: int
     resubmitted: int
-    results_path: str
 
 
 def results_frame_schema(spec: PipelineSpec) -> dict[str, pl.DataType]:
@@ -61,37 +73,36 @@ async def collect_partition(
     if keys is None:  # submitted before keys were saved, or another job of the partition was submitted since
         keys = request_keys(spec, layout.read_partition("inputs", spec.name, partition_key))
     version = spec_version(spec)
-    answered = _FrameBuffer(results_row_schema(spec))
-    dead = _FrameBuffer(dead_row_schema())
-    job_ids = _FrameBuffer({"id": pl.String()})
-    retry = 0
-    try:
-        async for result in manager.iter_results(job_id):
-            job_ids.append({"id": result.id})
-            if result.ok:
-                answered.append(result_row(spec, partition_key, job.id, result, version))
-            elif result.retryable and job.attempt < spec.max_attempts:
-                retry += 1
-            else:
-                dead.append(dead_row(spec, partition_key, job.id, result))
-    except JobNotFinishedError as error:  # reopened between the two calls (e.g. a concurrent retry)
-        raise JobStillRunningError(str(error)) from None
-
-    merged_results, merged_dead, results_path = write_partition_tables(
-        spec, layout, partition_key, keys, answered.frame(), dead.frame(), job_ids.frame()["id"]
-    )
-    answered_count, dead_count = answered.height, dead.height
-
+    layout.workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".collecting-", dir=layout.workdir) as folder:
+        answered = RowSpool(Path(folder) / "answered", results_row_schema(spec))
+        dead = RowSpool(Path(folder) / "dead", dead_row_schema())
+        collected_ids: list[str] = []
+        retry = 0
+        try:
+            async for result in manager.iter_results(job_id):
+                collected_ids.append(result.id)
+                if result.ok:
+                    answered.append(result_row(spec, partition_key, job.id, result, version))
+                elif result.retryable and job.attempt < spec.max_attempts:
+                    retry += 1
+                else:
+                    dead.append(dead_row(spec, partition_key, job.id, result))
+        except JobNotFinishedError as error:  # reopened between the two calls (e.g. a concurrent retry)
+            raise JobStillRunningError(str(error)) from None
+        tables = write_partition_tables(
+            spec,
+            layout,
+            partition_key,
+            keys,
+            answered.scan(),
+            dead.scan(),
+            pl.Series("id", collected_ids, dtype=pl.String),
+        )
     if retry:
         job = await manager.retry_failed(job_id)
     return CollectionOutcome(
-        job=job,
-        results=merged_results,
-        dead_letters=merged_dead,
-        answered_now=answered_count,
-        dead_now=dead_count,
-        resubmitted=retry,
-        results_path=results_path,
+        job=job, tables=tables, answered_now=answered.height, dead_now=dead.height, resubmitted=retry
     )
 
 
@@ -100,48 +111,53 @@ def write_partition_tables(
     layout: StorageLayout,
     partition_key: str,
     keys: pl.DataFrame,
-    answered: pl.DataFrame,
-    dead: pl.DataFrame,
+    answered: pl.LazyFrame,
+    dead: pl.LazyFrame,
     collected_ids: pl.Series,
-) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+) -> PartitionTables:
     """Merge newly collected result and dead-letter rows (without `request_hash`) into the partition's
     files and replace each in one step; rows of earlier collections for other ids stay. `keys` holds the
-    partition's `id` and `request_hash` columns; `collected_ids` every id this collection decided."""
+    partition's `id` and `request_hash` columns; `collected_ids` every id this collection decided. The
+    results are streamed from the new rows and the old file into the new file, never held whole."""
     schema = results_frame_schema(spec)
     hashes = keys.lazy().unique("id", keep="first")
     ids_now = collected_ids.implode()
     known_ids = keys["id"].implode()
     answered_now = (
-        answered.lazy()
-        .join(hashes, on="id", how="left")
+        answered.join(hashes, on="id", how="left", maintain_order="left")
         .select(list(schema))
         .with_columns(pl.col("request_hash").fill_null(""))
     )
-    earlier = (
-        layout.read_partition("results", spec.name, partition_key, schema=schema)
-        .lazy()
-        .filter(~pl.col("id").is_in(ids_now) & pl.col("id").is_in(known_ids))
+    earlier = layout.scan_partition("results", spec.name, partition_key, schema=schema).filter(
+        ~pl.col("id").is_in(ids_now) & pl.col("id").is_in(known_ids)
     )
-    merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed").sort("id").collect()
+    merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed")
+    results_path = layout.write_partition(merged_results, "results", spec.name, partition_key)
+    results = layout.scan_partition("results", spec.name, partition_key, schema=schema)
+    result_count, cost_usd = results.select(pl.len(), pl.col("cost_usd").sum()).collect().row(0)
+
     dead_now = (
-        dead.lazy()
-        .join(hashes, on="id", how="left")
+        dead.join(hashes, on="id", how="left", maintain_order="left")
         .select(list(DEAD_LETTERS_SCHEMA))
         .with_columns(pl.col("request_hash").fill_null(""))
     )
+    answered_ids = results.select("id").collect()["id"].implode()
     earlier_dead = (
         layout.read_partition("dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA)
         .lazy()
         .filter(
-            ~pl.col("id").is_in(ids_now)
-            & ~pl.col("id").is_in(merged_results["id"].implode())
-            & pl.col("id").is_in(known_ids)
+            ~pl.col("id").is_in(ids_now) & ~pl.col("id").is_in(answered_ids) & pl.col("id").is_in(known_ids)
         )
     )
     merged_dead = pl.concat([earlier_dead, dead_now]).sort("id").collect()
-    results_path = layout.write_partition(merged_results, "results", spec.name, partition_key)
     layout.write_partition(merged_dead, "dead_letters", spec.name, partition_key)
-    return merged_results, merged_dead, results_path
+    return PartitionTables(
+        results_path=results_path,
+        results=results,
+        result_count=int(result_count),
+        cost_usd=float(cost_usd or 0.0),
+        dead_letters=merged_dead,
+    )
 
 
 def results_row_schema(spec: PipelineSpec) -> dict[str, pl.DataType]:
@@ -154,17 +170,18 @@ def dead_row_schema() -> dict[str, pl.DataType]:
     return {name: dtype for name, dtype in DEAD_LETTERS_SCHEMA.items() if name != "request_hash"}
 
 
-class _FrameBuffer:
-    """Rows gathered into columnar frames a page at a time, so a million results are never a million
-    dicts at once."""
+class RowSpool:
+    """Rows written to Parquet part files a page at a time, so a million results are never a million
+    dicts, nor one frame, in memory at once."""
 
     PAGE = 20_000
 
-    def __init__(self, schema: dict[str, pl.DataType]) -> None:
+    def __init__(self, folder: Path, schema: dict[str, pl.DataType]) -> None:
+        self.folder = folder
         self.schema = schema
         self.height = 0
         self._rows: list[dict[str, Any]] = []
-        self._frames: list[pl.DataFrame] = [pl.DataFrame(schema=schema)]
+        self._parts: list[Path] = []
 
     def append(self, row: dict[str, Any]) -> None:
         self._rows.append(row)
@@ -174,12 +191,18 @@ class _FrameBuffer:
 
     def _flush(self) -> None:
         if self._rows:
-            self._frames.append(pl.DataFrame(self._rows, schema=self.schema))
+            self.folder.mkdir(parents=True, exist_ok=True)
+            part = self.folder / f"{len(self._parts):06d}.parquet"
+            pl.DataFrame(self._rows, schema=self.schema).write_parquet(part, compression="lz4")
+            self._parts.append(part)
             self._rows = []
 
-    def frame(self) -> pl.DataFrame:
+    def scan(self) -> pl.LazyFrame:
+        """Every row appended, in order (valid while the folder exists)."""
         self._flush()
-        return pl.concat(self._frames, how="vertical")
+        if not self._parts:
+            return pl.LazyFrame(schema=self.schema)
+        return pl.scan_parquet(self._parts, schema=self.schema)
 
 
 def result_row(

@@ -30,8 +30,8 @@ from batch_pipelines.components.realtime_partition import (
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.components.results_asset import results_key
 from batch_pipelines.components.results_checks import (
-    dead_letter_share,
     evaluate_results_checks,
+    partition_tables_metadata,
     results_check_specs,
 )
 from batch_pipelines.components.submission import MissingInputError, SubmissionOutcome, submit_partition
@@ -140,18 +140,10 @@ def build_realtime_results_asset(
             f"{outcome.summary.dead_lettered}; {outcome.skipped_settled} were already settled"
         )
         return dg.MaterializeResult(
-            check_results=evaluate_results_checks(spec, outcome.results, outcome.dead_letters, input_ids, 0),
+            check_results=evaluate_results_checks(spec, outcome.tables, input_ids, 0),
             metadata={
                 **realtime_metadata(outcome),
-                "dagster/row_count": dg.MetadataValue.int(outcome.results.height),
-                "path": dg.MetadataValue.path(outcome.results_path),
-                "dead_letters": dg.MetadataValue.int(outcome.dead_letters.height),
-                "dead_letter_share": dg.MetadataValue.float(
-                    dead_letter_share(outcome.dead_letters.height, len(input_ids))
-                ),
-                "partition_cost_usd": dg.MetadataValue.float(
-                    float(outcome.results["cost_usd"].sum() or 0.0) if outcome.results.height else 0.0
-                ),
+                **partition_tables_metadata(outcome.tables, len(input_ids)),
             },
         )
 

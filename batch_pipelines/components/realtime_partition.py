@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from batch_pipelines.components.collection import (
+    PartitionTables,
     dead_row,
     dead_row_schema,
     result_row,
@@ -43,9 +44,7 @@ class RealtimePartitionOutcome:
     summary: RealtimeSummary
     queued: int
     skipped_settled: int
-    results: pl.DataFrame
-    dead_letters: pl.DataFrame
-    results_path: str
+    tables: PartitionTables
 
 
 def limiter_key(spec: PipelineSpec) -> str:
@@ -143,20 +142,18 @@ async def answer_partition_realtime(
     version, job_id = spec_version(spec), realtime_job_id(spec, partition_key)
     answered_rows = [result_row(spec, partition_key, job_id, r, version) for r in outcomes if r.ok]
     dead_rows = [dead_row(spec, partition_key, job_id, r) for r in outcomes if not r.ok]
-    results, dead_letters, results_path = write_partition_tables(
+    tables = write_partition_tables(
         spec,
         layout,
         partition_key,
         keys,
-        pl.DataFrame(answered_rows, schema=results_row_schema(spec)),
-        pl.DataFrame(dead_rows, schema=dead_row_schema()),
+        pl.DataFrame(answered_rows, schema=results_row_schema(spec)).lazy(),
+        pl.DataFrame(dead_rows, schema=dead_row_schema()).lazy(),
         pl.Series("id", [r.id for r in outcomes], dtype=pl.String),
     )
     return RealtimePartitionOutcome(
         summary=summary,
         queued=len(items),
         skipped_settled=int((settled & wanted).sum()),
-        results=results,
-        dead_letters=dead_letters,
-        results_path=results_path,
+        tables=tables,
     )

@@ -14,8 +14,8 @@ from batch_pipelines.components.policies import JOB_ID_TAG, STEP_RETRY_POLICY, f
 from batch_pipelines.components.progress_metadata import job_progress_metadata
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.components.results_checks import (
-    dead_letter_share,
     evaluate_results_checks,
+    partition_tables_metadata,
     results_check_specs,
 )
 from batch_pipelines.components.submission_asset import submission_key
@@ -67,9 +67,7 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
             raise failure_for_good(error) from None
         inputs = layout.read_partition("inputs", spec.name, partition_key, columns=[spec.id_column])
         input_ids = inputs[spec.id_column].cast(pl.String).unique()
-        checks = evaluate_results_checks(
-            spec, outcome.results, outcome.dead_letters, input_ids, outcome.resubmitted
-        )
+        checks = evaluate_results_checks(spec, outcome.tables, input_ids, outcome.resubmitted)
         if outcome.resubmitted:
             context.log.info(
                 f"resubmitted {outcome.resubmitted} transient failure(s) as attempt {outcome.job.attempt}"
@@ -78,17 +76,9 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
             check_results=checks,
             metadata={
                 **job_progress_metadata(outcome.job),
-                "dagster/row_count": dg.MetadataValue.int(outcome.results.height),
-                "path": dg.MetadataValue.path(outcome.results_path),
+                **partition_tables_metadata(outcome.tables, len(input_ids)),
                 "answered_this_run": dg.MetadataValue.int(outcome.answered_now),
-                "dead_letters": dg.MetadataValue.int(outcome.dead_letters.height),
-                "dead_letter_share": dg.MetadataValue.float(
-                    dead_letter_share(outcome.dead_letters.height, len(input_ids))
-                ),
                 "resubmitted": dg.MetadataValue.int(outcome.resubmitted),
-                "partition_cost_usd": dg.MetadataValue.float(
-                    float(outcome.results["cost_usd"].sum() or 0.0) if outcome.results.height else 0.0
-                ),
             },
         )
 

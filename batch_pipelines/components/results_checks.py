@@ -9,6 +9,7 @@ import dagster as dg
 import jsonschema
 import polars as pl
 
+from batch_pipelines.components.collection import PartitionTables
 from batch_pipelines.pipeline.spec import PipelineSpec
 
 IDS_UNIQUE = "ids_unique"
@@ -47,12 +48,13 @@ def results_check_specs(spec: PipelineSpec, results_key: dg.AssetKey) -> list[dg
 
 def evaluate_results_checks(
     spec: PipelineSpec,
-    results: pl.DataFrame,
-    dead_letters: pl.DataFrame,
+    tables: PartitionTables,
     input_ids: pl.Series,
     retry_in_flight: int,
 ) -> list[dg.AssetCheckResult]:
-    duplicated = results.filter(pl.col("id").is_duplicated())["id"].unique().to_list()
+    """The results asset's checks, over the files just written (scanned, never loaded whole)."""
+    results, dead_letters = tables.results, tables.dead_letters
+    duplicated = results.group_by("id").len().filter(pl.col("len") > 1).select("id").collect()["id"].to_list()
     checks = [
         dg.AssetCheckResult(
             check_name=IDS_UNIQUE,
@@ -60,7 +62,7 @@ def evaluate_results_checks(
             metadata={"duplicated_ids": len(duplicated), "examples": ", ".join(sorted(duplicated)[:10])},
         )
     ]
-    accounted = pl.concat([results["id"], dead_letters["id"]]).implode()
+    accounted = pl.concat([results.select("id").collect()["id"], dead_letters["id"]]).implode()
     missing = input_ids.filter(~input_ids.is_in(accounted)).sort().to_list()
     checks.append(
         dg.AssetCheckResult(
@@ -69,7 +71,7 @@ def evaluate_results_checks(
             severity=dg.AssetCheckSeverity.WARN if retry_in_flight else dg.AssetCheckSeverity.ERROR,
             metadata={
                 "input_items": len(input_ids),
-                "results": results.height,
+                "results": tables.result_count,
                 "dead_letters": dead_letters.height,
                 "unaccounted": len(missing),
                 "retry_in_flight": retry_in_flight,
@@ -88,6 +90,19 @@ def evaluate_results_checks(
             )
         )
     return checks
+
+
+def partition_tables_metadata(tables: PartitionTables, input_items: int) -> dict[str, dg.MetadataValue]:
+    """What a results materialization says about the files it wrote (batch and realtime alike)."""
+    return {
+        "dagster/row_count": dg.MetadataValue.int(tables.result_count),
+        "path": dg.MetadataValue.path(tables.results_path),
+        "dead_letters": dg.MetadataValue.int(tables.dead_letters.height),
+        "dead_letter_share": dg.MetadataValue.float(
+            dead_letter_share(tables.dead_letters.height, input_items)
+        ),
+        "partition_cost_usd": dg.MetadataValue.float(tables.cost_usd),
+    }
 
 
 def dead_letter_share(dead_letters: int, input_items: int) -> float:
@@ -112,15 +127,16 @@ def dead_letter_share_check(
     )
 
 
-def _invalid_responses(schema: dict[str, object], results: pl.DataFrame) -> list[str]:
+def _invalid_responses(schema: dict[str, object], results: pl.LazyFrame) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema)
     invalid = []
-    for item_id, response in results.select("id", "response").iter_rows():
-        try:
-            document = json.loads(response) if response is not None else None
-        except json.JSONDecodeError:
-            invalid.append(item_id)
-            continue
-        if document is None or not validator.is_valid(document):
-            invalid.append(item_id)
+    for page in results.select("id", "response").collect_batches():
+        for item_id, response in page.iter_rows():
+            try:
+                document = json.loads(response) if response is not None else None
+            except json.JSONDecodeError:
+                invalid.append(item_id)
+                continue
+            if document is None or not validator.is_valid(document):
+                invalid.append(item_id)
     return invalid

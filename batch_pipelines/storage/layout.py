@@ -74,12 +74,27 @@ class StorageLayout:
         self.partition_path(table, pipeline, partition_key)  # the same key checks
         return self.remote.partition_uri(table, pipeline, partition_key)
 
-    def write_partition(self, frame: pl.DataFrame, table: str, pipeline: str, partition_key: str) -> str:
-        """Replace one partition's file whole; returns its location."""
+    def write_partition(
+        self, frame: pl.DataFrame | pl.LazyFrame, table: str, pipeline: str, partition_key: str
+    ) -> str:
+        """Replace one partition's file whole; returns its location. A LazyFrame is streamed into a
+        local file (on S3 it is collected first, as S3 objects are written whole)."""
         path = self.partition_path(table, pipeline, partition_key)
         if self.remote is None:
             return str(write_parquet_atomic(frame, path))
+        if isinstance(frame, pl.LazyFrame):
+            frame = frame.collect(engine="streaming")
         return self.remote.write(frame, table, pipeline, partition_key)
+
+    def scan_partition(
+        self, table: str, pipeline: str, partition_key: str, *, schema: pl.Schema | dict[str, pl.DataType]
+    ) -> pl.LazyFrame:
+        """One partition's rows, read as they are used (local files); empty with ``schema`` if never
+        written."""
+        path = self.partition_path(table, pipeline, partition_key)
+        if self.remote is None:
+            return pl.scan_parquet(path) if path.exists() else pl.LazyFrame(schema=schema)
+        return self.read_partition(table, pipeline, partition_key, schema=schema).lazy()
 
     def partition_exists(self, table: str, pipeline: str, partition_key: str) -> bool:
         path = self.partition_path(table, pipeline, partition_key)

@@ -9,12 +9,16 @@ from pathlib import Path
 import polars as pl
 
 
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
-    """Replace `path` with `frame` in one step; a re-run replaces, never appends."""
+def write_parquet_atomic(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Path:
+    """Replace `path` with `frame` in one step; a re-run replaces, never appends. A LazyFrame is
+    streamed to the file, so it may be far larger than memory (and may read the file it replaces)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.write_parquet(temporary)
+        if isinstance(frame, pl.LazyFrame):
+            frame.sink_parquet(temporary, engine="streaming")
+        else:
+            frame.write_parquet(temporary)
         with temporary.open("rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)

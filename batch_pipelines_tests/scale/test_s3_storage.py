@@ -81,7 +81,7 @@ def test_a_partition_lives_on_s3_and_duckdb_queries_it_there(
     tables = [key for key in _objects(aws_endpoint, bucket) if not key.startswith("prod/batch_files/")]
     assert tables == [
         f"prod/{table}/tickets/2026-11-02.parquet"
-        for table in ("dead_letters", "inputs", "rejects", "results")
+        for table in ("dead_letters", "inputs", "rejects", "request_keys", "results")
     ]  # (the provider batch's files beside them: test_batch_files_on_s3.py)
     assert not (workdir / "results").exists() and not (workdir / "inputs").exists()
 
