@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+import msgspec
+
 RequestKind = Literal["chat", "embedding"]
+# msgspec writes and reads the stored payloads several times faster than json (a million per partition).
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder()
 
 
 class BatchStatus(StrEnum):
@@ -60,11 +64,11 @@ class BatchRequest:
                 payload[name] = value
         if self.params:
             payload["params"] = self.params
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        return _ENCODER.encode(payload).decode()
 
     @classmethod
     def from_json(cls, text: str) -> BatchRequest:
-        payload = json.loads(text)
+        payload = _DECODER.decode(text)
         return cls(
             id=payload["id"],
             messages=payload.get("messages"),
