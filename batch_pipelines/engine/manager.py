@@ -151,37 +151,40 @@ class BatchManager:
         seen: set[str] = set()
         duplicates: list[str] = []
         rows: list[tuple[str, int, int, int, int, str]] = []
+        pages = preparation.RequestPages(self.store, record, self.prepare_lease_s)
         kind: RequestKind | None = None
         input_tokens = output_tokens = count = 0
-        for request in requests:
-            if request.id in seen:
-                duplicates.append(request.id)
-                continue
-            seen.add(request.id)
-            if kind is None:
-                kind = request.kind
-            elif request.kind != kind:
-                raise ValueError(
-                    f"request {request.id!r} is a {request.kind} request but job {record.id!r} holds {kind} "
-                    "requests; submit each kind as its own job"
-                )
+        try:
+            for request in requests:
+                if request.id in seen:
+                    duplicates.append(request.id)
+                    continue
+                seen.add(request.id)
+                if kind is None:
+                    kind = request.kind
+                elif request.kind != kind:
+                    raise ValueError(
+                        f"request {request.id!r} is a {request.kind} request but job {record.id!r} holds "
+                        f"{kind} requests; submit each kind as its own job"
+                    )
+                if duplicates:
+                    continue  # keep reading only to name every duplicate
+                placement = splitter.add(request)
+                input_tokens += placement.est_tokens
+                if request.kind == "chat":
+                    output_tokens += request.max_tokens or DEFAULT_OUTPUT_TOKENS
+                rows.append((request.id, count, 1, placement.chunk, placement.line, request.to_json()))
+                count += 1
+                if len(rows) >= STORE_PAGE:
+                    await pages.put(rows)
+                    rows = []
             if duplicates:
-                continue  # keep reading only to name every duplicate
-            placement = splitter.add(request)
-            input_tokens += placement.est_tokens
-            if request.kind == "chat":
-                output_tokens += request.max_tokens or DEFAULT_OUTPUT_TOKENS
-            rows.append((request.id, count, 1, placement.chunk, placement.line, request.to_json()))
-            count += 1
-            if len(rows) >= STORE_PAGE:
-                await self.store.add_requests(record.id, rows)
-                await preparation.renew(self.store, record, self.prepare_lease_s)
-                rows = []
-        if duplicates:
-            raise DuplicateRequestIdError(duplicates)
-        if count == 0:
-            raise ValueError("submit() needs at least one request")
-        await self.store.add_requests(record.id, rows)
+                raise DuplicateRequestIdError(duplicates)
+            if count == 0:
+                raise ValueError("submit() needs at least one request")
+            await pages.put(rows)
+        finally:
+            await pages.flush()
         record.kind = kind or "chat"
         record.total = count
         if record.price is not None:

@@ -8,7 +8,9 @@ submitter discards the half-prepared job and starts it over.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
@@ -67,3 +69,28 @@ async def finish(store: BatchStore, record: JobRecord) -> None:
     record.prepare_lease_until = None
     if not await store.finish_preparation(record, held_until):
         raise PreparationLostError(f"job {record.id!r}: another submitter took over its preparation")
+
+
+class RequestPages:
+    """Stores a job's requests a page at a time with one write in flight, so the store's thread writes
+    page n while the preparer renders page n+1; each write also renews the preparer's lease."""
+
+    def __init__(self, store: BatchStore, record: JobRecord, lease_s: float) -> None:
+        self.store = store
+        self.record = record
+        self.lease_s = lease_s
+        self._pending: asyncio.Future[None] | None = None
+
+    async def put(self, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
+        await self.flush()
+        self._pending = asyncio.ensure_future(self._write(rows))
+
+    async def flush(self) -> None:
+        """Wait for the write in flight; raises what it raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
+
+    async def _write(self, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
+        await self.store.add_requests(self.record.id, rows)
+        await renew(self.store, self.record, self.lease_s)
