@@ -77,11 +77,11 @@ async def collect_partition(
     with tempfile.TemporaryDirectory(prefix=".collecting-", dir=layout.workdir) as folder:
         answered = RowSpool(Path(folder) / "answered", results_row_schema(spec))
         dead = RowSpool(Path(folder) / "dead", dead_row_schema())
-        collected_ids: list[str] = []
+        collected_ids = RowSpool(Path(folder) / "ids", {"id": pl.String()})
         retry = 0
         try:
             async for result in manager.iter_results(job_id):
-                collected_ids.append(result.id)
+                collected_ids.append({"id": result.id})
                 if result.ok:
                     answered.append(result_row(spec, partition_key, job.id, result, version))
                 elif result.retryable and job.attempt < spec.max_attempts:
@@ -97,7 +97,7 @@ async def collect_partition(
             keys,
             answered.scan(),
             dead.scan(),
-            pl.Series("id", collected_ids, dtype=pl.String),
+            collected_ids.scan().collect()["id"],
         )
     if retry:
         job = await manager.retry_failed(job_id)

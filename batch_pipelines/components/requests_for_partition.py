@@ -24,32 +24,40 @@ KEY_SEPARATOR = "\x1f"
 KEYS_SCHEMA: dict[str, pl.DataType] = {"id": pl.String(), "request_hash": pl.String(), "job_id": pl.String()}
 
 
+Rows = pl.DataFrame | pl.LazyFrame
+
+
 @dataclass(frozen=True)
 class PlannedRequest:
     request: BatchRequest
     request_hash: str
 
 
-def _rows(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[dict[str, Any]]:
-    """The rows as dicts holding only the columns a request reads, a slice at a time."""
-    needed = list(dict.fromkeys([spec.id_column, *spec.prompt.columns]))
-    for part in inputs.select(needed).iter_slices(SLICE_ROWS):
+def _rows(spec: PipelineSpec, inputs: Rows) -> Iterator[dict[str, Any]]:
+    """The rows as dicts holding only the columns a request reads, a slice at a time (a LazyFrame is
+    read a slice at a time too, so a partition larger than memory can be planned)."""
+    needed = inputs.select(list(dict.fromkeys([spec.id_column, *spec.prompt.columns])))
+    if isinstance(needed, pl.LazyFrame):
+        parts: Iterator[pl.DataFrame] = needed.collect_batches(chunk_size=SLICE_ROWS)
+    else:
+        parts = needed.iter_slices(SLICE_ROWS)
+    for part in parts:
         yield from part.iter_rows(named=True)
 
 
-def iter_planned(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[PlannedRequest]:
+def iter_planned(spec: PipelineSpec, inputs: Rows) -> Iterator[PlannedRequest]:
     version = spec_version(spec)
     for request, messages in _iter_requests(spec, inputs):
         yield PlannedRequest(request=request, request_hash=request_hash(version, messages))
 
 
-def iter_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[BatchRequest]:
+def iter_requests(spec: PipelineSpec, inputs: Rows) -> Iterator[BatchRequest]:
     """The requests alone, for callers that have the hashes already (`request_keys`)."""
     for request, _messages in _iter_requests(spec, inputs):
         yield request
 
 
-def _iter_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[tuple[BatchRequest, list[Message]]]:
+def _iter_requests(spec: PipelineSpec, inputs: Rows) -> Iterator[tuple[BatchRequest, list[Message]]]:
     passthrough = {key: value for key, value in spec.params.items() if key not in _REQUEST_FIELDS}
     max_tokens, temperature = spec.params.get("max_tokens"), spec.params.get("temperature")
     for row in _rows(spec, inputs):
@@ -70,11 +78,11 @@ def _iter_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> Iterator[tuple[B
         yield request, messages
 
 
-def plan_requests(spec: PipelineSpec, inputs: pl.DataFrame) -> list[PlannedRequest]:
+def plan_requests(spec: PipelineSpec, inputs: Rows) -> list[PlannedRequest]:
     return list(iter_planned(spec, inputs))
 
 
-def request_keys(spec: PipelineSpec, inputs: pl.DataFrame) -> pl.DataFrame:
+def request_keys(spec: PipelineSpec, inputs: Rows) -> pl.DataFrame:
     """`id` and `request_hash` of every input row, in input order."""
     version = spec_version(spec)
     id_column = spec.id_column

@@ -50,12 +50,14 @@ async def submit_partition(
 ) -> SubmissionOutcome:
     if not layout.partition_exists("inputs", spec.name, partition_key):
         raise MissingInputError(f"input partition {partition_key!r} of {spec.name!r} is not materialized")
-    inputs = layout.read_partition("inputs", spec.name, partition_key)
+    # Read twice, a slice at a time (hashes first, for the job id; then the requests), never whole.
+    inputs = layout.scan_partition("inputs", spec.name, partition_key, schema={spec.id_column: pl.String()})
     keys = request_keys(spec, inputs)
     answered_keys, dead_keys = settled_request_keys(spec, layout, partition_key)
     joined = joined_keys(keys)
     answered = joined.is_in(answered_keys.implode())
     pending_mask = ~(answered | joined.is_in(dead_keys.implode()))
+    del joined
     submitted = int(pending_mask.sum())
     skipped_answered = int(answered.sum())
     skipped_dead = keys.height - submitted - skipped_answered
@@ -63,9 +65,12 @@ async def submit_partition(
         return SubmissionOutcome(
             job=None, submitted=0, skipped_answered=skipped_answered, skipped_dead=skipped_dead
         )
-    pending = inputs.filter(pending_mask)
+    pending_keys = keys.filter(pending_mask)
+    pending = inputs
+    if submitted < keys.height:
+        pending = inputs.filter(pl.col(spec.id_column).cast(pl.String).is_in(pending_keys["id"].implode()))
     budget = await submission_budget(manager.store, spec, now=datetime.now(UTC))
-    job_id = submission_job_id(spec, partition_key, keys.filter(pending_mask))
+    job_id = submission_job_id(spec, partition_key, pending_keys)
     save_request_keys(layout, spec, partition_key, keys, job_id)
     job = await manager.submit(
         iter_requests(spec, pending),
