@@ -33,7 +33,7 @@ from batch_pipelines.engine.pricing import DEFAULT_OUTPUT_TOKENS
 from batch_pipelines.engine.records import QUEUED, JobRecord
 from batch_pipelines.engine.results import check_response_schema
 from batch_pipelines.engine.splitting import Chunk, ChunkSplitter
-from batch_pipelines.engine.store import BatchStore
+from batch_pipelines.engine.store import BatchStore, RequestRow
 from batch_pipelines.providers.base import BatchProvider, ProviderBatchState
 
 logger = logging.getLogger(__name__)
@@ -148,18 +148,12 @@ class BatchManager:
         splitter = ChunkSplitter(
             directory, self.provider.limits, lambda r: self.provider.render_line(r, schema)
         )
-        seen: set[str] = set()
-        duplicates: list[str] = []
-        rows: list[tuple[str, int, int, int, int, str]] = []
+        rows: list[RequestRow] = []
         pages = preparation.RequestPages(self.store, record, self.prepare_lease_s)
         kind: RequestKind | None = None
         input_tokens = output_tokens = count = 0
         try:
             for request in requests:
-                if request.id in seen:
-                    duplicates.append(request.id)
-                    continue
-                seen.add(request.id)
                 if kind is None:
                     kind = request.kind
                 elif request.kind != kind:
@@ -167,8 +161,8 @@ class BatchManager:
                         f"request {request.id!r} is a {request.kind} request but job {record.id!r} holds "
                         f"{kind} requests; submit each kind as its own job"
                     )
-                if duplicates:
-                    continue  # keep reading only to name every duplicate
+                if pages.repeated_ids:
+                    continue  # keep reading only to name every repeated id
                 placement = splitter.add(request)
                 input_tokens += placement.est_tokens
                 if request.kind == "chat":
@@ -178,13 +172,13 @@ class BatchManager:
                 if len(rows) >= STORE_PAGE:
                     await pages.put(rows)
                     rows = []
-            if duplicates:
-                raise DuplicateRequestIdError(duplicates)
-            if count == 0:
-                raise ValueError("submit() needs at least one request")
             await pages.put(rows)
         finally:
             await pages.flush()
+        if pages.repeated_ids:
+            raise DuplicateRequestIdError(pages.repeated_ids)
+        if count == 0:
+            raise ValueError("submit() needs at least one request")
         record.kind = kind or "chat"
         record.total = count
         if record.price is not None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from batch_pipelines.engine.records import JobRecord
-from batch_pipelines.engine.store import BatchStore
+from batch_pipelines.engine.store import BatchStore, RequestRow
 
 PREPARE_LEASE_S = 60.0
 
@@ -79,9 +79,10 @@ class RequestPages:
         self.store = store
         self.record = record
         self.lease_s = lease_s
+        self.repeated_ids: list[str] = []  # ids the store already held for the job (or a page repeated)
         self._pending: asyncio.Future[None] | None = None
 
-    async def put(self, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
+    async def put(self, rows: Sequence[RequestRow]) -> None:
         await self.flush()
         self._pending = asyncio.ensure_future(self._write(rows))
 
@@ -91,6 +92,6 @@ class RequestPages:
         if pending is not None:
             await pending
 
-    async def _write(self, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
-        await self.store.add_requests(self.record.id, rows)
+    async def _write(self, rows: Sequence[RequestRow]) -> None:
+        self.repeated_ids.extend(await self.store.add_requests(self.record.id, rows))
         await renew(self.store, self.record, self.lease_s)

@@ -44,6 +44,7 @@ from batch_pipelines.engine.tables import (
 )
 
 T = TypeVar("T")
+RequestRow = tuple[str, int, int, int, int, str]  # (request_id, seq, attempt, chunk, line, payload json)
 PAGE = 2000
 SCHEMA_LOCK_KEY = 0x42505F5354  # a PostgreSQL advisory lock id for creating the tables ("BP_ST")
 
@@ -291,15 +292,35 @@ class BatchStore:
 
     # -- requests --------------------------------------------------------------------------------------
 
-    async def add_requests(self, job_id: str, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
-        """Rows of (request_id, seq, attempt, chunk, line, payload json)."""
-        await self._run(self._add_requests, job_id, rows)
+    async def add_requests(self, job_id: str, rows: Sequence[RequestRow]) -> list[str]:
+        """Rows of (request_id, seq, attempt, chunk, line, payload json). Returns the ids that repeat an
+        id stored for the job before or earlier in ``rows``; those rows are not stored. (The store's key
+        finds repeats, so a submission of millions keeps no set of ids in memory.)"""
+        return await self._run(self._add_requests, job_id, rows)
 
-    def _add_requests(self, job_id: str, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
+    def _add_requests(self, job_id: str, rows: Sequence[RequestRow]) -> list[str]:
         if not rows:
-            return
+            return []
+        try:
+            with self._begin() as conn:
+                bulk_insert(conn, requests, REQUEST_COLUMNS, [(job_id, *r) for r in rows])
+            return []
+        except sa.exc.IntegrityError:
+            pass  # some id repeats: find which, and store the rest
+        ids = [r[0] for r in rows]
         with self._begin() as conn:
-            bulk_insert(conn, requests, REQUEST_COLUMNS, [(job_id, *r) for r in rows])
+            stored = requests.c.job_id == job_id, requests.c.request_id.in_(ids)
+            seen = set(conn.execute(sa.select(requests.c.request_id).where(*stored)).scalars())
+            repeated, fresh = [], []
+            for row in rows:
+                if row[0] in seen:
+                    repeated.append(row[0])
+                else:
+                    seen.add(row[0])
+                    fresh.append((job_id, *row))
+            if fresh:
+                bulk_insert(conn, requests, REQUEST_COLUMNS, fresh)
+        return repeated
 
     async def place_requests(self, job_id: str, rows: Sequence[tuple[str, int, int, int]]) -> None:
         """Move requests to a new (attempt, chunk, line): rows of (request_id, attempt, chunk, line)."""

@@ -250,6 +250,25 @@ async def test_duplicate_ids_and_repeated_job_id(
     assert len(await manager.get_results(first.id)) == len(await manager.get_results(first.id)) == 1
 
 
+async def test_ids_repeated_pages_apart_are_all_named_and_nothing_is_sent(
+    openai_provider: OpenAIProvider, admin: httpx.Client, tmp_path: Path
+) -> None:
+    """Repeats are found by the store, not a set in memory: across pages of stored requests too."""
+    ids = [f"r{index}" for index in range(4500)]
+    ids[2600] = "r5"  # the second page repeats the first
+    ids[4400] = "r4300"  # the third page repeats itself
+    store = BatchStore(tmp_path / "batches.db")
+    manager = BatchManager(openai_provider, store)
+    with pytest.raises(DuplicateRequestIdError) as raised:
+        await manager.submit([chat(item_id, "x") for item_id in ids], job_id="repeats")
+    assert raised.value.duplicates == ["r4300", "r5"]
+    assert stats(admin)["batches_created"]["openai"] == 0
+    # The refused job is not recorded as prepared: the same id with unique requests goes through.
+    job = await manager.submit([chat(f"u{index}", "x") for index in range(10)], job_id="repeats")
+    assert job.progress.total == 10
+    await store.close()
+
+
 async def test_structured_output_is_parsed_and_validated(openai_provider: OpenAIProvider) -> None:
     schema = {
         "type": "object",

@@ -165,3 +165,17 @@ async def test_a_preparation_abandoned_by_a_dead_submitter_is_taken_over(
     assert sorted(r.id for r in await manager.get_results(job.id)) == [f"t{i}" for i in range(5)]
     await provider.aclose()
     await store.close()
+
+
+async def test_repeated_request_ids_are_returned_not_stored(postgres_url: str) -> None:
+    store = BatchStore(postgres_url)
+    await store.initialize()
+    job_id = f"repeats-{time.time_ns()}"
+    await store.save_job(_job(job_id, 4))
+    assert await store.add_requests(job_id, [("a", 0, 1, 0, 0, "{}"), ("b", 1, 1, 0, 1, "{}")]) == []
+    repeated = await store.add_requests(
+        job_id, [("c", 2, 1, 0, 2, "{}"), ("a", 3, 1, 0, 3, "{}"), ("c", 4, 1, 0, 4, "{}")]
+    )
+    assert repeated == ["a", "c"]
+    assert sorted(await store.chunk_request_ids(job_id, 1, 0)) == ["a", "b", "c"]
+    await store.close()
