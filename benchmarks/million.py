@@ -166,7 +166,8 @@ def side_by_side(rows: int, root: Path, emulator_url: str, stages: list[str]) ->
         "api_key": API_KEY,
     }
     state_path.write_text(json.dumps(state))
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PYTHONPATH": str(HERE)}
+    # The checkout this script is in, whichever copy of the package the interpreter has installed.
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PYTHONPATH": f"{HERE}{os.pathsep}{HERE.parent}"}
     return {name: run_stage(name, state_path, env) for name in stages}
 
 
