@@ -1,10 +1,12 @@
-"""The partitioned input asset: one partition of the source, validated, as normalised Parquet."""
+"""The partitioned input asset: one partition of the source, validated, as normalised Parquet.
+
+The rows go from the source to the inputs and rejects files a batch at a time, never held whole."""
 
 import dagster as dg
 
 from batch_pipelines.components.policies import STEP_RETRY_POLICY, failure_for_good
 from batch_pipelines.components.resources import BatchEngineResource
-from batch_pipelines.pipeline.source import SourceError, read_partition
+from batch_pipelines.pipeline.source import SourceError, split_partition
 from batch_pipelines.pipeline.spec import PipelineSpec
 
 
@@ -28,17 +30,23 @@ def build_input_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinitio
         layout = batch_engine.layout(spec)
         partition_key = context.partition_key
         try:
-            rows = read_partition(spec, partition_key, layout.workdir)
+            with (
+                layout.partition_writer("inputs", spec.name, partition_key) as inputs,
+                layout.partition_writer("rejects", spec.name, partition_key) as rejects,
+            ):
+                for batch in split_partition(spec, partition_key, layout.workdir):
+                    inputs.write(batch.accepted)
+                    rejects.write(batch.rejects)
         except SourceError as error:
             raise failure_for_good(error) from None
-        input_path = layout.write_partition(rows.accepted, "inputs", spec.name, partition_key)
-        rejects_path = layout.write_partition(rows.rejects, "rejects", spec.name, partition_key)
-        if rows.rejects.height:
-            context.log.warning(f"{rows.rejects.height} row(s) rejected; see {rejects_path}")
+        accepted, rejected = inputs.rows, rejects.rows
+        input_path, rejects_path = inputs.location, rejects.location
+        if rejected:
+            context.log.warning(f"{rejected} row(s) rejected; see {rejects_path}")
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": rows.accepted.height,
-                "rejected_rows": rows.rejects.height,
+                "dagster/row_count": accepted,
+                "rejected_rows": rejected,
                 "path": dg.MetadataValue.path(input_path),
                 "rejects_path": dg.MetadataValue.path(rejects_path),
             }

@@ -5,18 +5,25 @@ templates use, text that was valid UTF-8 in its file, and a prompt that fits the
 Everything else goes to the rejects table with the reason; it never sinks the partition. Missing columns,
 on the other hand, are a declaration error and fail loudly, as does a file that cannot be read.
 
-Files are scanned lazily and collected with polars' streaming engine, so only the partition's rows are
-held in memory, however large the file.
+The partition is read and split a batch at a time (`split_partition`), so it is never held whole however
+large the file. Duplicate ids are found by a first pass over the id column that keeps only the ids seen
+more than once; the second pass checks each batch against that list. polars' own CSV reader holds a
+large share of the file in memory (and reading bytes that are not UTF-8 lossily needs it), so CSV
+files are read here in blocks (`csv_blocks`) and the partition's rows staged to Parquet first.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from batch_pipelines.pipeline.context_windows import CHARS_PER_TOKEN, context_window
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -31,6 +38,15 @@ SOURCE_LINE = "_source_line"
 # CSV bytes that are not UTF-8 are read as U+FFFD so one bad row cannot fail the whole file.
 NOT_UTF8 = "\ufffd"
 DEFAULT_ANSWER_TOKENS = 256
+# How much of a CSV file is parsed at once; memory while reading one is a few of these.
+CSV_BLOCK_BYTES = 8 * 1024 * 1024
+# Sources bigger than this have each filtered batch's strings copied out of the batch they came from
+# (`compact`); below it the copy costs more time than the memory it saves.
+COMPACT_ABOVE_BYTES = 256 * 1024 * 1024
+# Rows per batch read from a source other than CSV (CSV batches are its blocks).
+BATCH_ROWS = 65_536
+ROW_NUMBER = "row_number"
+REJECTED = "_rejected"
 
 
 class SourceError(ValueError):
@@ -44,6 +60,7 @@ class PartitionRows:
 
 
 def load_source(spec: PipelineSpec, base_dir: Path) -> pl.LazyFrame:
+    """The whole source, lazily (a CSV file through polars' own reader: for its schema, not for rows)."""
     source = spec.source
     if source.sql is not None:
         try:
@@ -53,12 +70,25 @@ def load_source(spec: PipelineSpec, base_dir: Path) -> pl.LazyFrame:
         except duckdb.Error as error:
             raise SourceError(f"pipeline {spec.name!r}: field 'source.sql' failed: {error}") from None
         return frame.lazy()
-    assert source.path is not None
-    pattern = Path(source.path) if Path(source.path).is_absolute() else base_dir / source.path
+    return pl.concat(
+        [_scan(file, source.file_format) for file in source_files(spec, base_dir)], how="diagonal_relaxed"
+    )
+
+
+def source_files(spec: PipelineSpec, base_dir: Path) -> list[Path]:
+    assert spec.source.path is not None
+    pattern = Path(spec.source.path) if Path(spec.source.path).is_absolute() else base_dir / spec.source.path
     files = sorted(Path(pattern.anchor).glob(str(pattern.relative_to(pattern.anchor))))
     if not files:
         raise SourceError(f"pipeline {spec.name!r}: field 'source.path' matches no file: {pattern}")
-    return pl.concat([_scan(file, source.file_format) for file in files], how="diagonal_relaxed")
+    return files
+
+
+def source_bytes(spec: PipelineSpec, base_dir: Path) -> int:
+    """The size of the source's files (0 for a query: its rows are in memory already)."""
+    if spec.source.sql is not None:
+        return 0
+    return sum(file.stat().st_size for file in source_files(spec, base_dir))
 
 
 def _scan(file: Path, file_format: str | None) -> pl.LazyFrame:
@@ -93,6 +123,23 @@ def partition_filter(spec: PipelineSpec, partition_key: str, schema: pl.Schema) 
 
 
 def read_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> PartitionRows:
+    """The partition's accepted rows and rejects in memory (for small partitions and tools; the input
+    asset writes the batches of `split_partition` to Parquet instead)."""
+    batches = list(split_partition(spec, partition_key, base_dir))
+    return PartitionRows(
+        accepted=pl.concat([batch.accepted for batch in batches]),
+        rejects=pl.concat([batch.rejects for batch in batches]),
+    )
+
+
+def split_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> Iterator[PartitionRows]:
+    """The partition's rows, split into accepted rows and rejects a batch at a time (at least one
+    batch, maybe empty), in source order with row numbers counted across batches.
+
+    A first pass over the partition's ids finds the duplicated ones; the second reads the partition in
+    batches: from the source with polars' streaming engine, or, for CSV, from the partition's rows staged
+    to Parquet a block at a time (`stage_csv_partition`) in a temporary folder under `base_dir`, removed
+    when the iteration ends."""
     lazy = load_source(spec, base_dir)
     schema = lazy.collect_schema()
     needed = [spec.id_column, spec.partitions.column, *spec.prompt.columns]
@@ -102,69 +149,235 @@ def read_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> Pa
             f"pipeline {spec.name!r}: the source has no column(s) {', '.join(missing)} "
             f"(used by id_column / partitions / prompt); it has: {', '.join(schema.names())}"
         )
+    if spec.source.file_format != "csv" or spec.source.sql is not None:
+        rows = lazy.filter(partition_filter(spec, partition_key, schema))
+        if source_bytes(spec, base_dir) > COMPACT_ABOVE_BYTES:
+            rows = rows.map_batches(
+                compact, streamable=True, projection_pushdown=True, predicate_pushdown=True
+            )
+        try:
+            checks = row_checks(spec, schema, duplicated_ids(spec, rows))
+            batches = rows.collect_batches(chunk_size=BATCH_ROWS, engine="streaming")
+            yield from split_batches(spec, partition_key, batches, checks, pl.DataFrame(schema=schema))
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise source_failure(spec, error) from None
+        return
+    with tempfile.TemporaryDirectory(prefix=".partition-staging-", dir=base_dir) as folder:
+        staged = [
+            stage_csv_partition(spec, partition_key, file, Path(folder) / f"{index}.parquet")
+            for index, file in enumerate(source_files(spec, base_dir))
+        ]
+        staged_rows = pl.concat([pl.scan_parquet(file) for file in staged], how="diagonal_relaxed")
+        staged_schema = staged_rows.collect_schema()
+        checks = row_checks(spec, staged_schema, duplicated_ids(spec, staged_rows))
+        yield from split_batches(
+            spec,
+            partition_key,
+            staged_batches(staged, staged_schema),
+            checks,
+            pl.DataFrame(schema=staged_schema),
+        )
+
+
+def duplicated_ids(spec: PipelineSpec, rows: pl.LazyFrame) -> pl.Series:
+    """The ids that appear more than once (a pass over the id column only; memory grows with the
+    number of distinct ids, not with the rows)."""
+    return (
+        rows.select(pl.col(spec.id_column).cast(pl.String))
+        .drop_nulls()
+        .group_by(spec.id_column)
+        .agg(pl.len().alias("count"))
+        .filter(pl.col("count") > 1)
+        .collect(engine="streaming")[spec.id_column]
+    )
+
+
+def staged_batches(files: list[Path], schema: pl.Schema) -> Iterator[pl.DataFrame]:
+    """The staged files' rows a row group at a time, in the partition's combined schema."""
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        for index in range(parquet.num_row_groups):
+            batch = pl.DataFrame(pl.from_arrow(parquet.read_row_group(index)))
+            yield batch.select(
+                pl.col(name).cast(dtype) if name in batch.columns else pl.lit(None, dtype).alias(name)
+                for name, dtype in schema.items()
+            )
+
+
+def split_batches(
+    spec: PipelineSpec,
+    partition_key: str,
+    batches: Iterable[pl.DataFrame],
+    checks: list[Check],
+    empty: pl.DataFrame,
+) -> Iterator[PartitionRows]:
+    """Each batch split, row numbers counted across batches; `empty` stands in when there is none."""
+    offset = 0
+    for batch in batches:
+        yield split_rows(spec, partition_key, batch, checks, row_offset=offset)
+        offset += batch.height
+    if offset == 0:
+        yield split_rows(spec, partition_key, empty, checks)
+
+
+def source_failure(spec: PipelineSpec, error: Exception) -> SourceError:
+    where = spec.source.path or "the query in 'source.sql'"
+    return SourceError(f"pipeline {spec.name!r}: reading {where} failed: {error}")
+
+
+def compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """A filtered batch's own copy of its strings when it holds only a small share of the buffers it
+    points into: otherwise every batch a sink has not flushed yet pins its whole block of the file."""
+    table = frame.to_arrow()
+    if table.get_total_buffer_size() <= 2 * table.nbytes + (1 << 20):
+        return frame
+    return pl.DataFrame(pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest())))
+
+
+def stage_csv_partition(spec: PipelineSpec, partition_key: str, file: Path, staged: Path) -> Path:
+    """Copy the partition's rows of one CSV file to a Parquet file, reading the CSV a block at a time
+    (bytes that are not UTF-8 read as U+FFFD, as polars' utf8-lossy does)."""
     try:
-        rows = lazy.filter(partition_filter(spec, partition_key, schema)).collect(engine="streaming")
-    except (pl.exceptions.PolarsError, OSError) as error:
-        where = spec.source.path or "the query in 'source.sql'"
-        raise SourceError(f"pipeline {spec.name!r}: reading {where} failed: {error}") from None
-    return split_rejects(spec, partition_key, rows)
+        schema = pl.scan_csv(file, encoding="utf8-lossy").collect_schema()
+        keep = partition_filter(spec, partition_key, schema)
+        writer: pq.ParquetWriter | None = None
+        line = 2  # line 1 is the header
+        for block in csv_blocks(file):
+            rows = pl.read_csv(block, has_header=False, schema=schema, encoding="utf8-lossy")
+            numbered = rows.with_columns(
+                pl.int_range(line, line + rows.height, dtype=pl.Int64).alias(SOURCE_LINE),
+                pl.lit(file.name).alias(SOURCE_FILE),
+            )
+            line += rows.height
+            table = numbered.filter(keep).to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(staged, table.schema, compression="zstd", use_dictionary=False)
+            writer.write_table(table)
+        if writer is None:
+            empty = pl.DataFrame(schema=schema).with_columns(
+                pl.lit(None, pl.Int64).alias(SOURCE_LINE), pl.lit(None, pl.String).alias(SOURCE_FILE)
+            )
+            pq.write_table(empty.to_arrow(), staged)
+        else:
+            writer.close()
+    except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as error:
+        raise source_failure(spec, error) from None
+    return staged
 
 
-def split_rejects(spec: PipelineSpec, partition_key: str, rows: pl.DataFrame) -> PartitionRows:
+def csv_blocks(file: Path, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[bytes]:
+    """The file's records after its header line, in blocks of about `block_bytes`, each ending at a
+    record boundary (a newline outside double quotes)."""
+    with file.open("rb") as handle:
+        handle.readline()
+        pending = b""
+        while True:
+            block = handle.read(block_bytes)
+            data = pending + block
+            cut = len(data) if not block else record_end(data)
+            if cut:
+                yield data[:cut]
+            pending = data[cut:]
+            if not block:
+                return
+
+
+def record_end(data: bytes) -> int:
+    """Just past the last newline in `data` that ends a record (an even number of quotes before it),
+    or 0 when no record ends in it. `data` starts at a record boundary."""
+    quotes = data.count(b'"')
+    end = len(data)
+    while (newline := data.rfind(b"\n", 0, end)) >= 0:
+        quotes -= data.count(b'"', newline, end)
+        if quotes % 2 == 0:
+            return newline + 1
+        end = newline
+    return 0
+
+
+# A check on a row: the condition that rejects it, and the reason given (computed for rejected rows only).
+Check = tuple[pl.Expr, pl.Expr]
+
+
+def row_checks(spec: PipelineSpec, schema: pl.Schema, duplicates: pl.Series) -> list[Check]:
+    """The checks on each row of a partition whose duplicated ids are `duplicates`."""
     id_text = pl.col(spec.id_column).cast(pl.String)
-    reasons: list[pl.Expr] = [
-        pl.when(pl.col(spec.id_column).is_null()).then(pl.lit(f"id column '{spec.id_column}' is null")),
-        pl.when(id_text.is_duplicated() & id_text.is_not_null()).then(
-            pl.lit(f"id is not unique in column '{spec.id_column}'")
-        ),
+    checks: list[Check] = [
+        (pl.col(spec.id_column).is_null(), pl.lit(f"id column '{spec.id_column}' is null")),
+        (id_text.is_in(duplicates.implode()), pl.lit(f"id is not unique in column '{spec.id_column}'")),
         *(
-            pl.when(pl.col(column).is_null()).then(pl.lit(f"prompt column '{column}' is null"))
+            (pl.col(column).is_null(), pl.lit(f"prompt column '{column}' is null"))
             for column in spec.prompt.columns
         ),
     ]
-    reasons.extend(_not_utf8_reasons(spec, rows))
-    reasons.extend(_context_window_reasons(spec))
+    checks.extend(_not_utf8_checks(spec, schema))
+    checks.extend(_context_window_checks(spec))
     if spec.provider in PROVIDER_ID_RULES:
         pattern, wording = PROVIDER_ID_RULES[spec.provider]
-        reasons.append(
-            pl.when(id_text.is_not_null() & ~id_text.str.contains(pattern)).then(
-                pl.lit(f"id is not usable by {spec.provider} ({wording})")
+        checks.append(
+            (
+                id_text.is_not_null() & ~id_text.str.contains(pattern),
+                pl.lit(f"id is not usable by {spec.provider} ({wording})"),
             )
         )
-    joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
-    checked = rows.with_row_index("row_number").with_columns(
-        pl.when(joined != "").then(joined).alias("_reason")
+    return checks
+
+
+def split_rows(
+    spec: PipelineSpec, partition_key: str, rows: pl.DataFrame, checks: list[Check], *, row_offset: int = 0
+) -> PartitionRows:
+    """Accepted rows and rejects of one batch; a reject's reason is formatted for rejected rows only."""
+    id_text = pl.col(spec.id_column).cast(pl.String)
+    failed = [f"_check_{index}" for index in range(len(checks))]
+    flags = rows.select(
+        condition.fill_null(False).alias(name) for name, (condition, _) in zip(failed, checks, strict=True)
     )
-    rejected = checked.filter(pl.col("_reason").is_not_null())
-    rejects = rejected.select(
-        pl.lit(spec.name).alias("pipeline"),
-        pl.lit(partition_key).alias("partition_key"),
-        pl.col("row_number").cast(pl.Int64),
-        id_text.alias("id"),
-        pl.col("_reason").alias("reason"),
-    ).cast(REJECTS_SCHEMA)  # type: ignore[arg-type]
+    rejected = flags.select(pl.any_horizontal(failed).alias(REJECTED))
+    if not rejected[REJECTED].any():  # the usual batch: nothing to filter out or explain
+        accepted = rows.drop(SOURCE_FILE, SOURCE_LINE, strict=False).with_columns(
+            id_text.alias(spec.id_column)
+        )
+        return PartitionRows(accepted=accepted, rejects=pl.DataFrame(schema=REJECTS_SCHEMA))
+    checked = rows.with_row_index(ROW_NUMBER, offset=row_offset).hstack(flags).hstack(rejected)
+    reason = pl.concat_str(
+        [pl.when(pl.col(name)).then(message) for name, (_, message) in zip(failed, checks, strict=True)],
+        separator="; ",
+        ignore_nulls=True,
+    )
+    rejects = (
+        checked.filter(pl.col(REJECTED))
+        .select(
+            pl.lit(spec.name).alias("pipeline"),
+            pl.lit(partition_key).alias("partition_key"),
+            pl.col(ROW_NUMBER).cast(pl.Int64),
+            id_text.alias("id"),
+            reason.alias("reason"),
+        )
+        .cast(REJECTS_SCHEMA)  # type: ignore[arg-type]
+    )
     accepted = (
-        checked.filter(pl.col("_reason").is_null())
-        .drop("row_number", "_reason", SOURCE_FILE, SOURCE_LINE, strict=False)
+        checked.filter(~pl.col(REJECTED))
+        .drop(ROW_NUMBER, REJECTED, *failed, SOURCE_FILE, SOURCE_LINE, strict=False)
         .with_columns(id_text.alias(spec.id_column))
     )
     return PartitionRows(accepted=accepted, rejects=rejects)
 
 
-def _not_utf8_reasons(spec: PipelineSpec, rows: pl.DataFrame) -> list[pl.Expr]:
-    if SOURCE_FILE not in rows.columns:
+def _not_utf8_checks(spec: PipelineSpec, schema: pl.Schema) -> list[Check]:
+    if SOURCE_FILE not in schema:
         return []
     where = pl.format("(file {}, line {})", pl.col(SOURCE_FILE), pl.col(SOURCE_LINE))
     return [
-        pl.when(pl.col(column).str.contains(NOT_UTF8, literal=True)).then(
-            pl.format("column '{}' holds bytes that are not valid UTF-8 {}", pl.lit(column), where)
+        (
+            pl.col(column).str.contains(NOT_UTF8, literal=True),
+            pl.format("column '{}' holds bytes that are not valid UTF-8 {}", pl.lit(column), where),
         )
         for column in dict.fromkeys([spec.id_column, *spec.prompt.columns])
-        if rows.schema[column] == pl.String
+        if schema[column] == pl.String
     ]
 
 
-def _context_window_reasons(spec: PipelineSpec) -> list[pl.Expr]:
+def _context_window_checks(spec: PipelineSpec) -> list[Check]:
     window = context_window(spec.model)
     if window is None:
         return []
@@ -175,13 +388,14 @@ def _context_window_reasons(spec: PipelineSpec) -> list[pl.Expr]:
     answer_tokens = int(spec.params.get("max_tokens") or DEFAULT_ANSWER_TOKENS)
     prompt_tokens = ((value_chars + template_chars) / CHARS_PER_TOKEN).ceil().cast(pl.Int64)
     return [
-        pl.when(prompt_tokens + answer_tokens > window).then(
+        (
+            prompt_tokens + answer_tokens > window,
             pl.format(
                 "prompt of about {} tokens plus {} answer tokens exceeds the {} context window ({} tokens)",
                 prompt_tokens,
                 pl.lit(answer_tokens),
                 pl.lit(spec.model),
                 pl.lit(window),
-            )
+            ),
         )
     ]

@@ -15,10 +15,16 @@ methods below to read and write them wherever they are.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from batch_pipelines.pipeline.partition_keys import check_partition_key
 from batch_pipelines.storage.parquet_files import write_parquet_atomic
@@ -96,6 +102,39 @@ class StorageLayout:
             return pl.scan_parquet(path) if path.exists() else pl.LazyFrame(schema=schema)
         return self.read_partition(table, pipeline, partition_key, schema=schema).lazy()
 
+    @contextlib.contextmanager
+    def partition_writer(self, table: str, pipeline: str, partition_key: str) -> Iterator[PartitionWriter]:
+        """Write one partition's file a batch at a time; when the block ends without an error the file
+        replaces the partition's whole, as `write_partition` does (a temp file renamed over it, or one
+        upload on S3). Nothing is replaced when it ends with one."""
+        path = self.partition_path(table, pipeline, partition_key)
+        staging: contextlib.AbstractContextManager[str] = (
+            tempfile.TemporaryDirectory(prefix=".partition-") if self.remote else contextlib.nullcontext("")
+        )
+        with staging as folder:
+            temporary = (
+                Path(folder) / path.name
+                if self.remote
+                else path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            )
+            temporary.parent.mkdir(parents=True, exist_ok=True)
+            writer = PartitionWriter(temporary)
+            try:
+                yield writer
+                writer.close()
+                if not temporary.exists():
+                    raise ValueError(f"no rows were written for {table} partition {partition_key!r}")
+                if self.remote is None:
+                    os.replace(temporary, path)
+                    writer.location = str(path)
+                else:
+                    writer.location = self.remote.upload_file(
+                        str(temporary), table, pipeline, f"{partition_key}.parquet"
+                    )
+            finally:
+                writer.close()
+                temporary.unlink(missing_ok=True)
+
     def partition_exists(self, table: str, pipeline: str, partition_key: str) -> bool:
         path = self.partition_path(table, pipeline, partition_key)
         return path.exists() if self.remote is None else self.remote.exists(table, pipeline, partition_key)
@@ -133,3 +172,32 @@ class StorageLayout:
             )
         empty = pl.DataFrame(schema=schema)
         return empty.select(columns) if columns else empty
+
+
+class PartitionWriter:
+    """Batches appended to one Parquet file (each batch a row group, all with the first one's schema),
+    flushed to disk on close; `rows` counts them and `location` is set once the partition is replaced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self.location = ""
+        self._writer: pq.ParquetWriter | None = None
+        self._closed = False
+
+    def write(self, frame: pl.DataFrame) -> None:
+        table = frame.to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", use_dictionary=False)
+        self._writer.write_table(table)
+        self.rows += frame.height
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is None:
+            return
+        self._writer.close()
+        with self.path.open("rb") as written:
+            os.fsync(written.fileno())

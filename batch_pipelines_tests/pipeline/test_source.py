@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from batch_pipelines.pipeline import parse_pipeline_spec
-from batch_pipelines.pipeline.source import SourceError, read_partition
+from batch_pipelines.pipeline.source import SourceError, csv_blocks, read_partition, split_partition
+from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines_tests.pipeline.specs import declaration
 
 ROWS = [
@@ -98,3 +99,34 @@ def test_ids_a_provider_cannot_take_are_rejected_not_fatal(tmp_path: Path) -> No
         "id is not usable by anthropic (1-64 letters, digits, '_' or '-')"
     ]
     assert read_partition(parse_pipeline_spec(declaration()), "2026-11-01", tmp_path).accepted.height == 2
+
+
+def test_csv_blocks_end_on_record_boundaries_even_inside_quoted_newlines(tmp_path: Path) -> None:
+    records = [f'r{index},"line one\nline ""two"", {index}",{"x" * (index % 7)}\n' for index in range(200)]
+    path = tmp_path / "quoted.csv"
+    path.write_text("id,text,pad\n" + "".join(records))
+    blocks = list(csv_blocks(path, block_bytes=64))
+    assert len(blocks) > 10
+    assert b"".join(blocks).decode() == "".join(records)
+    parsed = [pl.read_csv(block, has_header=False, new_columns=["id", "text", "pad"]) for block in blocks]
+    assert pl.concat(parsed)["text"].to_list() == [f'line one\nline "two", {index}' for index in range(200)]
+
+
+def test_a_partition_is_written_to_its_files_a_batch_at_a_time(tmp_path: Path) -> None:
+    rows = [*ROWS, {"ticket_id": "a", "created_at": "2026-11-01T09:00:00", "subject": "s4", "body": "b4"}]
+    (tmp_path / "data").mkdir()
+    pl.DataFrame(rows).write_csv(tmp_path / "data" / "rows.csv")
+    spec = parse_pipeline_spec(declaration(source={"path": "data/*.csv"}))
+    layout = StorageLayout.for_workdir(tmp_path)
+    with (
+        layout.partition_writer("inputs", spec.name, "2026-11-01") as inputs,
+        layout.partition_writer("rejects", spec.name, "2026-11-01") as rejects,
+    ):
+        for batch in split_partition(spec, "2026-11-01", tmp_path):
+            inputs.write(batch.accepted)
+            rejects.write(batch.rejects)
+    assert (inputs.rows, rejects.rows) == (1, 2)
+    assert pl.read_parquet(inputs.location)["ticket_id"].to_list() == ["b"]
+    assert pl.read_parquet(rejects.location)["row_number"].to_list() == [0, 2]
+    assert not list(tmp_path.glob(".partition-staging-*"))  # the staged rows are gone
+    assert sorted(path.name for path in (tmp_path / "inputs" / spec.name).iterdir()) == ["2026-11-01.parquet"]
