@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from batch_pipelines.engine.models import BatchRequest
 from batch_pipelines.pipeline.requests import Message, render_messages, request_hash, spec_version
@@ -24,7 +26,22 @@ KEY_SEPARATOR = "\x1f"
 KEYS_SCHEMA: dict[str, pl.DataType] = {"id": pl.String(), "request_hash": pl.String(), "job_id": pl.String()}
 
 
-Rows = pl.DataFrame | pl.LazyFrame
+@dataclass(frozen=True)
+class ParquetRows:
+    """A Parquet file's rows, read a slice at a time (pyarrow's batch reader: only one slice in memory,
+    however large the file); `ids` keeps only the rows whose id column value is in it."""
+
+    path: Path
+    ids: pl.Series | None = None
+
+    def slices(self, columns: list[str], id_column: str, rows: int) -> Iterator[pl.DataFrame]:
+        wanted = self.ids.implode() if self.ids is not None else None
+        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=rows, columns=columns):
+            part = pl.DataFrame(pl.from_arrow(batch))
+            yield part if wanted is None else part.filter(pl.col(id_column).cast(pl.String).is_in(wanted))
+
+
+Rows = pl.DataFrame | ParquetRows
 
 
 @dataclass(frozen=True)
@@ -34,13 +51,13 @@ class PlannedRequest:
 
 
 def _rows(spec: PipelineSpec, inputs: Rows) -> Iterator[dict[str, Any]]:
-    """The rows as dicts holding only the columns a request reads, a slice at a time (a LazyFrame is
-    read a slice at a time too, so a partition larger than memory can be planned)."""
-    needed = inputs.select(list(dict.fromkeys([spec.id_column, *spec.prompt.columns])))
-    if isinstance(needed, pl.LazyFrame):
-        parts: Iterator[pl.DataFrame] = needed.collect_batches(chunk_size=SLICE_ROWS)
+    """The rows as dicts holding only the columns a request reads, a slice at a time (a file is read a
+    slice at a time too, so a partition larger than memory can be planned)."""
+    needed = list(dict.fromkeys([spec.id_column, *spec.prompt.columns]))
+    if isinstance(inputs, ParquetRows):
+        parts: Iterator[pl.DataFrame] = inputs.slices(needed, spec.id_column, SLICE_ROWS)
     else:
-        parts = needed.iter_slices(SLICE_ROWS)
+        parts = inputs.select(needed).iter_slices(SLICE_ROWS)
     for part in parts:
         yield from part.iter_rows(named=True)
 

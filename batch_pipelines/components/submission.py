@@ -3,13 +3,15 @@ to the engine under a job id derived from the request set, and return without wa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import polars as pl
 
 from batch_pipelines.components.budget import submission_budget
 from batch_pipelines.components.requests_for_partition import (
+    ParquetRows,
+    Rows,
     iter_requests,
     joined_keys,
     request_keys,
@@ -51,7 +53,11 @@ async def submit_partition(
     if not layout.partition_exists("inputs", spec.name, partition_key):
         raise MissingInputError(f"input partition {partition_key!r} of {spec.name!r} is not materialized")
     # Read twice, a slice at a time (hashes first, for the job id; then the requests), never whole.
-    inputs = layout.scan_partition("inputs", spec.name, partition_key, schema={spec.id_column: pl.String()})
+    inputs: Rows = (
+        ParquetRows(layout.partition_path("inputs", spec.name, partition_key))
+        if layout.remote is None
+        else layout.read_partition("inputs", spec.name, partition_key)
+    )
     keys = request_keys(spec, inputs)
     answered_keys, dead_keys = settled_request_keys(spec, layout, partition_key)
     joined = joined_keys(keys)
@@ -68,7 +74,11 @@ async def submit_partition(
     pending_keys = keys.filter(pending_mask)
     pending = inputs
     if submitted < keys.height:
-        pending = inputs.filter(pl.col(spec.id_column).cast(pl.String).is_in(pending_keys["id"].implode()))
+        pending = (
+            replace(inputs, ids=pending_keys["id"])
+            if isinstance(inputs, ParquetRows)
+            else inputs.filter(pl.col(spec.id_column).cast(pl.String).is_in(pending_keys["id"].implode()))
+        )
     budget = await submission_budget(manager.store, spec, now=datetime.now(UTC))
     job_id = submission_job_id(spec, partition_key, pending_keys)
     save_request_keys(layout, spec, partition_key, keys, job_id)
