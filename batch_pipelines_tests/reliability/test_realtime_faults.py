@@ -1,4 +1,4 @@
-"""10,000 items (100,000 in the soak variant) over several partitions through the realtime path (leased
+"""20,000 items (100,000 in the soak variant) over several partitions through the realtime path (leased
 queue, worker pool, tenacity retries, shared SQLite limiter) with 10% seeded transient failures per call
 (429, 500, 503, overload, client timeouts, dropped connections) and 1% permanently bad items (invalid
 requests, answers cut short so they fail the response schema).
@@ -157,8 +157,10 @@ async def settled_stats(emulator: EmulatorProcess, explained: int) -> dict[str, 
 
 
 @pytest.mark.anyio
-async def test_ten_thousand_items_through_realtime_faults(emulator: EmulatorProcess, tmp_path: Path) -> None:
-    await run_realtime_scenario(emulator, tmp_path, partitions=4, per_partition=2_500)
+async def test_twenty_thousand_items_through_realtime_faults(
+    emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    await run_realtime_scenario(emulator, tmp_path, partitions=4, per_partition=5_000)
 
 
 @pytest.mark.soak
