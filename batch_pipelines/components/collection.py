@@ -75,28 +75,36 @@ async def collect_partition(
     version = spec_version(spec)
     layout.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".collecting-", dir=layout.workdir) as folder:
-        answered = RowSpool(Path(folder) / "answered", results_row_schema(spec))
-        dead = RowSpool(Path(folder) / "dead", dead_row_schema())
+        answered = RowSpool(Path(folder) / "answered", results_frame_schema(spec))
+        dead = RowSpool(Path(folder) / "dead", DEAD_LETTERS_SCHEMA)
         collected_ids = RowSpool(Path(folder) / "ids", {"id": pl.String()})
+        hashes = HashCursor(keys)
         retry = 0
         try:
             async for result in manager.iter_results(job_id):
                 collected_ids.append({"id": result.id})
+                request_hash = hashes.hash_of(result.id)
                 if result.ok:
-                    answered.append(result_row(spec, partition_key, job.id, result, version))
+                    row = result_row(spec, partition_key, job.id, result, version)
+                    answered.append({**row, "request_hash": request_hash})
                 elif result.retryable and job.attempt < spec.max_attempts:
                     retry += 1
                 else:
-                    dead.append(dead_row(spec, partition_key, job.id, result))
+                    dead.append(
+                        {**dead_row(spec, partition_key, job.id, result), "request_hash": request_hash}
+                    )
         except JobNotFinishedError as error:  # reopened between the two calls (e.g. a concurrent retry)
             raise JobStillRunningError(str(error)) from None
+        answered_rows, dead_rows = answered.scan(), dead.scan()
+        if not hashes.in_step:  # the join finds them instead
+            answered_rows, dead_rows = answered_rows.drop("request_hash"), dead_rows.drop("request_hash")
         tables = write_partition_tables(
             spec,
             layout,
             partition_key,
             keys,
-            answered.scan(),
-            dead.scan(),
+            answered_rows,
+            dead_rows,
             collected_ids.scan().collect()["id"],
         )
     if retry:
@@ -124,32 +132,33 @@ def write_partition_tables(
     ids_now = collected_ids.implode()
     known_ids = keys["id"].implode()
     answered_now = (
-        answered.join(hashes, on="id", how="left", maintain_order="left")
+        _with_request_hash(answered, hashes)
         .select(list(schema))
         .with_columns(pl.col("request_hash").fill_null(""))
     )
-    earlier = layout.scan_partition("results", spec.name, partition_key, schema=schema).filter(
-        ~pl.col("id").is_in(ids_now) & pl.col("id").is_in(known_ids)
-    )
-    merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed")
+    merged_results = answered_now
+    if layout.partition_exists("results", spec.name, partition_key):  # (the id sets cost ~100 B a row)
+        earlier = layout.scan_partition("results", spec.name, partition_key, schema=schema).filter(
+            ~pl.col("id").is_in(ids_now) & pl.col("id").is_in(known_ids)
+        )
+        merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed")
     results_path = layout.write_partition(merged_results, "results", spec.name, partition_key)
     results = layout.scan_partition("results", spec.name, partition_key, schema=schema)
     result_count, cost_usd = results.select(pl.len(), pl.col("cost_usd").sum()).collect().row(0)
 
     dead_now = (
-        dead.join(hashes, on="id", how="left", maintain_order="left")
+        _with_request_hash(dead, hashes)
         .select(list(DEAD_LETTERS_SCHEMA))
         .with_columns(pl.col("request_hash").fill_null(""))
     )
-    answered_ids = results.select("id").collect()["id"].implode()
-    earlier_dead = (
-        layout.read_partition("dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA)
-        .lazy()
-        .filter(
+    merged_dead = dead_now.sort("id").collect()
+    earlier_dead = layout.read_partition("dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA)
+    if earlier_dead.height:
+        answered_ids = results.select("id").collect()["id"].implode()
+        still_dead = earlier_dead.filter(
             ~pl.col("id").is_in(ids_now) & ~pl.col("id").is_in(answered_ids) & pl.col("id").is_in(known_ids)
         )
-    )
-    merged_dead = pl.concat([earlier_dead, dead_now]).sort("id").collect()
+        merged_dead = pl.concat([still_dead, merged_dead]).sort("id")
     layout.write_partition(merged_dead, "dead_letters", spec.name, partition_key)
     return PartitionTables(
         results_path=results_path,
@@ -158,6 +167,32 @@ def write_partition_tables(
         cost_usd=float(cost_usd or 0.0),
         dead_letters=merged_dead,
     )
+
+
+def _with_request_hash(rows: pl.LazyFrame, hashes: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows that lack a `request_hash` column get it from the keys (a hash join: ~100 B a key)."""
+    if "request_hash" in rows.collect_schema():
+        return rows
+    return rows.join(hashes, on="id", how="left", maintain_order="left")
+
+
+class HashCursor:
+    """The request hash of each collected id, found by walking the keys in step with the results: both
+    are in input order (a job's results come back in submission order, a subsequence of the keys), so
+    no id-to-hash table is built. An id out of step ends the walk (`in_step` False): the hashes are
+    then joined on afterwards."""
+
+    def __init__(self, keys: pl.DataFrame) -> None:
+        self._pairs = keys.select("id", "request_hash").iter_rows()
+        self.in_step = True
+
+    def hash_of(self, item_id: str) -> str | None:
+        if self.in_step:
+            for key_id, key_hash in self._pairs:
+                if key_id == item_id:
+                    return str(key_hash)
+            self.in_step = False
+        return None
 
 
 def results_row_schema(spec: PipelineSpec) -> dict[str, pl.DataType]:
