@@ -23,4 +23,5 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 bench: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/emulator_throughput.py
