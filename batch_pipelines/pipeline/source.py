@@ -157,7 +157,11 @@ def split_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> I
             )
         try:
             checks = row_checks(spec, schema, duplicated_ids(spec, rows))
-            batches = rows.collect_batches(chunk_size=BATCH_ROWS, engine="streaming")
+            if spec.source.sql is None and spec.source.file_format not in ("csv", "jsonl"):
+                keep = partition_filter(spec, partition_key, schema)
+                batches: Iterable[pl.DataFrame] = parquet_batches(source_files(spec, base_dir), schema, keep)
+            else:
+                batches = rows.collect_batches(chunk_size=BATCH_ROWS, engine="streaming")
             yield from split_batches(spec, partition_key, batches, checks, pl.DataFrame(schema=schema))
         except (pl.exceptions.PolarsError, OSError) as error:
             raise source_failure(spec, error) from None
@@ -197,11 +201,32 @@ def staged_batches(files: list[Path], schema: pl.Schema) -> Iterator[pl.DataFram
     for file in files:
         parquet = pq.ParquetFile(file)
         for index in range(parquet.num_row_groups):
-            batch = pl.DataFrame(pl.from_arrow(parquet.read_row_group(index)))
-            yield batch.select(
-                pl.col(name).cast(dtype) if name in batch.columns else pl.lit(None, dtype).alias(name)
-                for name, dtype in schema.items()
+            yield in_schema(pl.DataFrame(pl.from_arrow(parquet.read_row_group(index))), schema)
+
+
+def parquet_batches(files: list[Path], schema: pl.Schema, keep: pl.Expr) -> Iterator[pl.DataFrame]:
+    """A Parquet source's rows of one partition, read with pyarrow's batch reader and filtered a batch
+    at a time: one batch in memory whatever the file's size (polars' collect_batches runs the whole query
+    ahead of its consumer, holding what it has not handed out yet)."""
+    for file in files:
+        first_line = 1
+        for record_batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS):
+            batch = pl.DataFrame(pl.from_arrow(record_batch)).with_columns(
+                pl.int_range(first_line, first_line + record_batch.num_rows).alias(SOURCE_LINE),
+                pl.lit(file.name).alias(SOURCE_FILE),
             )
+            first_line += record_batch.num_rows
+            rows = in_schema(batch, schema).filter(keep)
+            if rows.height:
+                yield rows
+
+
+def in_schema(batch: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """The batch with exactly `schema`'s columns and types (a column a file lacks is null)."""
+    return batch.select(
+        pl.col(name).cast(dtype) if name in batch.columns else pl.lit(None, dtype).alias(name)
+        for name, dtype in schema.items()
+    )
 
 
 def split_batches(
