@@ -48,7 +48,7 @@ def read_openai_ledger(base_url: str, api_key: str = "sk-ledger") -> ProviderLed
             if not page["has_more"]:
                 break
             after = page["last_id"]
-        for batch in sorted(batches, key=lambda b: (b["created_at"], b["id"])):
+        for batch in sorted(batches, key=_creation_order):
             ledger.batches += 1
             answered: set[str] = set()
             if batch.get("output_file_id"):
@@ -60,6 +60,13 @@ def read_openai_ledger(base_url: str, api_key: str = "sk-ledger") -> ProviderLed
                 ledger.lines_sent += 1
                 ledger.history[line["custom_id"]].append((str(batch["id"]), line["custom_id"] in answered))
     return ledger
+
+
+def _creation_order(batch: dict[str, Any]) -> tuple[int, int, str]:
+    """`created_at` is whole seconds, so two attempts of a job created within one second tie on it; the
+    attempt number the pipeline tags each batch with breaks the tie (it counts up, never down)."""
+    attempt = int((batch.get("metadata") or {}).get("bp_attempt", 0))
+    return int(batch["created_at"]), attempt, str(batch["id"])
 
 
 def _lines(client: httpx.Client, file_id: str) -> list[dict[str, Any]]:
