@@ -122,9 +122,8 @@ def save_request_keys(
     layout: StorageLayout, spec: PipelineSpec, partition_key: str, keys: pl.DataFrame, job_id: str
 ) -> None:
     """Keep the keys a job was submitted with, so collecting its results need not render every row again."""
-    layout.write_partition(
-        keys.with_columns(pl.lit(job_id).alias("job_id")), "request_keys", spec.name, partition_key
-    )
+    job = pl.lit(job_id, dtype=pl.Categorical()).alias("job_id")  # (stored once, not once a row)
+    layout.write_partition(keys.with_columns(job), "request_keys", spec.name, partition_key)
 
 
 def saved_request_keys(
@@ -147,6 +146,8 @@ def submission_job_id(spec: PipelineSpec, partition_key: str, keys: pl.DataFrame
     """Stable for the same set of requests (`id`, `request_hash` columns), so re-running a submission
     never submits twice."""
     digest = hashlib.sha256()
-    for part in keys.select("id", "request_hash").sort("id").iter_slices(SLICE_ROWS):
+    order = keys["id"].arg_sort()  # (positions, not a sorted copy of the keys)
+    for start in range(0, len(order), SLICE_ROWS):
+        part = keys.select("id", "request_hash")[order[start : start + SLICE_ROWS]]
         digest.update("".join(f"{rid}\x1f{rhash}\x1e" for rid, rhash in part.iter_rows()).encode())
     return f"{spec.name}.{partition_key}.{digest.hexdigest()[:12]}"

@@ -41,8 +41,17 @@ def settled_request_keys(
     spec: PipelineSpec, layout: StorageLayout, partition_key: str
 ) -> tuple[pl.Series, pl.Series]:
     """Joined (id, request hash) keys that need no new request: those answered, and those failed for good."""
-    results = layout.read_partition("results", spec.name, partition_key, schema=RESULTS_SCHEMA)
-    dead = layout.read_partition("dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA)
+    key_columns = ["id", "request_hash"]
+    results = layout.read_partition(
+        "results", spec.name, partition_key, schema=RESULTS_SCHEMA, columns=key_columns
+    )
+    dead = layout.read_partition(
+        "dead_letters",
+        spec.name,
+        partition_key,
+        schema=DEAD_LETTERS_SCHEMA,
+        columns=[*key_columns, "transient"],
+    )
     dead = dead.filter(~pl.col("transient"))
     return joined_keys(results), joined_keys(dead)
 
@@ -60,18 +69,20 @@ async def submit_partition(
     )
     keys = request_keys(spec, inputs)
     answered_keys, dead_keys = settled_request_keys(spec, layout, partition_key)
-    joined = joined_keys(keys)
-    answered = joined.is_in(answered_keys.implode())
-    pending_mask = ~(answered | joined.is_in(dead_keys.implode()))
-    del joined
-    submitted = int(pending_mask.sum())
-    skipped_answered = int(answered.sum())
-    skipped_dead = keys.height - submitted - skipped_answered
+    pending_keys, skipped_answered, skipped_dead = keys, 0, 0
+    if answered_keys.len() or dead_keys.len():  # (a first submission builds no joined keys)
+        joined = joined_keys(keys)
+        answered = joined.is_in(answered_keys.implode())
+        pending_mask = ~(answered | joined.is_in(dead_keys.implode()))
+        del joined
+        pending_keys = keys.filter(pending_mask)
+        skipped_answered = int(answered.sum())
+        skipped_dead = keys.height - pending_keys.height - skipped_answered
+    submitted = pending_keys.height
     if not submitted:
         return SubmissionOutcome(
             job=None, submitted=0, skipped_answered=skipped_answered, skipped_dead=skipped_dead
         )
-    pending_keys = keys.filter(pending_mask)
     pending = inputs
     if submitted < keys.height:
         pending = (
