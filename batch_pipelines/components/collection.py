@@ -53,6 +53,7 @@ class CollectionOutcome:
     answered_now: int
     dead_now: int
     resubmitted: int
+    collected_elsewhere: bool = False  # another run collected this attempt and resubmitted; files as found
 
 
 def results_frame_schema(spec: PipelineSpec) -> dict[str, pl.DataType]:
@@ -61,10 +62,20 @@ def results_frame_schema(spec: PipelineSpec) -> dict[str, pl.DataType]:
 
 
 async def collect_partition(
-    manager: BatchManager, spec: PipelineSpec, layout: StorageLayout, partition_key: str, job_id: str
+    manager: BatchManager,
+    spec: PipelineSpec,
+    layout: StorageLayout,
+    partition_key: str,
+    job_id: str,
+    attempt: int | None = None,
 ) -> CollectionOutcome:
+    """Collect the job into the partition's files. `attempt` is the one this run was requested for: a
+    job already past it was collected by another run (two runs racing), and this one only reports the
+    files as they are instead of failing."""
     job: BatchJob = await manager.get_job(job_id)
     if not job.status.is_terminal:
+        if attempt is not None and job.attempt > attempt:
+            return _collected_elsewhere(job, spec, layout, partition_key)
         raise JobStillRunningError(
             f"job {job_id!r} is {job.status.value} ({job.detail}); the completion sensor requests this "
             "partition's results run when it ends"
@@ -94,6 +105,9 @@ async def collect_partition(
                         {**dead_row(spec, partition_key, job.id, result), "request_hash": request_hash}
                     )
         except JobNotFinishedError as error:  # reopened between the two calls (e.g. a concurrent retry)
+            job = await manager.get_job(job_id)
+            if attempt is not None and job.attempt > attempt:
+                return _collected_elsewhere(job, spec, layout, partition_key)
             raise JobStillRunningError(str(error)) from None
         answered_rows, dead_rows = answered.scan(), dead.scan()
         if not hashes.in_step:  # the join finds them instead
@@ -166,6 +180,25 @@ def write_partition_tables(
         result_count=int(result_count),
         cost_usd=float(cost_usd or 0.0),
         dead_letters=merged_dead,
+    )
+
+
+def _collected_elsewhere(
+    job: BatchJob, spec: PipelineSpec, layout: StorageLayout, partition_key: str
+) -> CollectionOutcome:
+    results = layout.scan_partition("results", spec.name, partition_key, schema=results_frame_schema(spec))
+    result_count, cost_usd = results.select(pl.len(), pl.col("cost_usd").sum()).collect().row(0)
+    tables = PartitionTables(
+        results_path=layout.partition_location("results", spec.name, partition_key),
+        results=results,
+        result_count=int(result_count),
+        cost_usd=float(cost_usd or 0.0),
+        dead_letters=layout.read_partition(
+            "dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA
+        ),
+    )
+    return CollectionOutcome(
+        job=job, tables=tables, answered_now=0, dead_now=0, resubmitted=0, collected_elsewhere=True
     )
 
 

@@ -18,7 +18,7 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from batch_pipelines.components.engine_session import open_engine, page_jobs
-from batch_pipelines.components.policies import JOB_ID_TAG, partition_tags
+from batch_pipelines.components.policies import JOB_ATTEMPT_TAG, JOB_ID_TAG, partition_tags
 from batch_pipelines.components.progress_metadata import job_progress_metadata
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.engine.models import BatchJob
@@ -60,7 +60,11 @@ def results_run_request(spec: PipelineSpec, job: BatchJob) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=completion_run_key(job),
         partition_key=partition_key,
-        tags={JOB_ID_TAG: job.id, **partition_tags(spec.name, partition_key)},
+        tags={
+            JOB_ID_TAG: job.id,
+            JOB_ATTEMPT_TAG: str(job.attempt),
+            **partition_tags(spec.name, partition_key),
+        },
     )
 
 

@@ -9,6 +9,7 @@ STEP_RETRY_POLICY = dg.RetryPolicy(
 )
 PARTITION_TAG = "batch_pipelines/partition"
 JOB_ID_TAG = "batch_pipelines/job_id"
+JOB_ATTEMPT_TAG = "batch_pipelines/job_attempt"  # the attempt a results run was requested to collect
 
 
 def partition_tags(pipeline: str, partition_key: str) -> dict[str, str]:

@@ -10,7 +10,12 @@ import polars as pl
 
 from batch_pipelines.components.collection import CollectionOutcome, JobStillRunningError, collect_partition
 from batch_pipelines.components.engine_session import latest_job_id, open_engine
-from batch_pipelines.components.policies import JOB_ID_TAG, STEP_RETRY_POLICY, failure_for_good
+from batch_pipelines.components.policies import (
+    JOB_ATTEMPT_TAG,
+    JOB_ID_TAG,
+    STEP_RETRY_POLICY,
+    failure_for_good,
+)
 from batch_pipelines.components.progress_metadata import job_progress_metadata
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.components.results_checks import (
@@ -59,7 +64,15 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
                         f"no batch job for partition {partition_key!r}; materialize its submission first"
                     )
                     raise failure_for_good(missing)
-                return await collect_partition(engine.manager, spec, layout, partition_key, job_id)
+                attempt = context.run.tags.get(JOB_ATTEMPT_TAG)
+                return await collect_partition(
+                    engine.manager,
+                    spec,
+                    layout,
+                    partition_key,
+                    job_id,
+                    attempt=int(attempt) if attempt else None,
+                )
 
         try:
             outcome = asyncio.run(collect())
@@ -67,7 +80,13 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
             raise failure_for_good(error) from None
         inputs = layout.read_partition("inputs", spec.name, partition_key, columns=[spec.id_column])
         input_ids = inputs[spec.id_column].cast(pl.String).unique()
-        checks = evaluate_results_checks(spec, outcome.tables, input_ids, outcome.resubmitted)
+        if outcome.collected_elsewhere:
+            context.log.info(
+                f"another run collected this attempt and resubmitted; attempt {outcome.job.attempt} is "
+                "running, and the completion sensor requests its results run when it ends"
+            )
+        in_flight = outcome.resubmitted or int(outcome.collected_elsewhere)
+        checks = evaluate_results_checks(spec, outcome.tables, input_ids, in_flight)
         if outcome.resubmitted:
             context.log.info(
                 f"resubmitted {outcome.resubmitted} transient failure(s) as attempt {outcome.job.attempt}"

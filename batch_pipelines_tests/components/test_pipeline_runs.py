@@ -153,6 +153,28 @@ def test_expired_half_is_resubmitted_and_collected_as_a_new_attempt(
     assert set(results["attempt"]) == {1, 2}
 
 
+def test_a_second_run_for_an_attempt_already_collected_ends_cleanly_and_writes_nothing(
+    harness: PipelineHarness, emulator: EmulatorProcess
+) -> None:
+    """Two runs requested for one attempt (a retried launch, a manual re-execution): the one that comes
+    second finds the job reopened for the resubmission and reports the files as they are."""
+    emulator.queue_scenario("expire_half", provider="openai")
+    harness.submit("2026-11-03")
+    [first] = harness.wait_for_run_requests()
+    winner = harness.collect(first)
+    answered = materialization_metadata(winner, RESULTS)["dagster/row_count"]
+    before = harness.results("2026-11-03")
+
+    harness.launched_run_keys.discard(str(first.run_key))
+    again = harness.collect(first)
+    assert again.success
+    metadata = materialization_metadata(again, RESULTS)
+    assert metadata["dagster/row_count"] == answered and metadata["answered_this_run"] == 0
+    assert metadata["resubmitted"] == 0
+    assert harness.results("2026-11-03").equals(before)
+    assert emulator.stats()["batches_created"]["openai"] == 2  # the first attempt and one resubmission
+
+
 def test_permanent_failures_become_dead_letters_and_are_not_resent(
     harness: PipelineHarness, emulator: EmulatorProcess
 ) -> None:

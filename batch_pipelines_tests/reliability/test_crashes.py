@@ -179,13 +179,9 @@ def test_two_runs_of_one_partition_at_once_create_one_batch_and_one_row_per_item
     collectors = [step_process("collect", workdir, dagster_home, emulator, key) for _ in range(2)]
     outcomes = [finish(racer) for racer in collectors]
     # One collects (and resubmits the transient failures). The other either collected the same rows
-    # (idempotent merge) or found the job already reopened for the resubmission and stopped, writing
-    # nothing, with a failure that says why (not retried: the sensor requests the next results run).
-    codes = sorted(code for code, _ in outcomes)
-    assert codes in ([0, 0], [0, 1]), outcomes
-    if codes == [0, 1]:
-        [loser] = [output for code, output in outcomes if code == 1]
-        assert "completion sensor requests" in loser, loser
+    # (idempotent merge) or found the attempt it was asked for already collected and the job reopened
+    # for the resubmission: it writes nothing and ends successfully, reporting the files as they are.
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
 
     with dg.DagsterInstance.local_temp(tempdir=str(dagster_home)) as instance:
         driver = make_driver(pipeline_spec(PARTITIONS), emulator.openai_base_url, workdir, instance)
