@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import anyio.to_thread
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from batch_pipelines.ratelimit import gcra
 from batch_pipelines.ratelimit.gcra import BucketState, Decision
@@ -102,7 +103,7 @@ class SqliteBackend:
             connection = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
-            connection.execute("PRAGMA journal_mode=WAL")
+            _use_wal(connection)
             connection.execute("PRAGMA synchronous=NORMAL")
             setattr(self._local, attribute, connection)
             with self._connections_lock:
@@ -110,8 +111,21 @@ class SqliteBackend:
         return connection
 
 
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+def _is_busy(error: BaseException) -> bool:
+    codes = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return isinstance(error, sqlite3.OperationalError) and getattr(error, "sqlite_errorcode", None) in codes
+
+
+# Switching a file to WAL needs a moment alone with it, and SQLite answers "database is locked" at once,
+# without its busy handler, when several processes open a new file together: so wait and try again.
+@retry(
+    retry=retry_if_exception(_is_busy),
+    wait=wait_random_exponential(multiplier=0.01, max=0.5),
+    stop=stop_after_delay(_BUSY_TIMEOUT_SECONDS),
+    reraise=True,
+)
+def _use_wal(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA journal_mode=WAL")
 
 
 def _in_write_transaction(
