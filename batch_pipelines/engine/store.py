@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from batch_pipelines.engine.errors import JobNotFoundError
 from batch_pipelines.engine.models import BatchJob, BatchResult
@@ -82,11 +83,7 @@ class BatchStore:
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(_with_psycopg(self.url), pool_pre_ping=True)
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # processes starting together create the tables once
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-            metadata.create_all(conn)
-            _add_missing_columns(conn)
+        _create_tables(engine)
         self._engine = engine
 
     async def close(self) -> None:
@@ -545,6 +542,30 @@ def _with_psycopg(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+def _lost_a_schema_race(error: BaseException) -> bool:
+    """SQLite has no advisory lock: processes opening a new file together can each find a table missing
+    and one of them then fails to create it (or finds the file locked while another switches it to WAL);
+    looking again finds the table there."""
+    message = str(error)
+    return isinstance(error, sa.exc.OperationalError) and any(
+        words in message for words in ("already exists", "duplicate column", "database is locked")
+    )
+
+
+@retry(
+    retry=retry_if_exception(_lost_a_schema_race),
+    wait=wait_random_exponential(multiplier=0.01, max=0.5),
+    stop=stop_after_attempt(20),
+    reraise=True,
+)
+def _create_tables(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # processes starting together create the tables once
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        metadata.create_all(conn)
+        _add_missing_columns(conn)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

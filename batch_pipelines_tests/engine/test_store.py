@@ -1,7 +1,10 @@
+import multiprocessing
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 from batch_pipelines.engine.models import BatchResult, BatchStatus
@@ -142,3 +145,32 @@ def test_postgresql_schema_and_upsert_compile() -> None:
 
     upsert = upsert_statement(_Conn(), tables.results, ["job_id", "request_id"], ["response"])  # type: ignore[arg-type]
     assert "ON CONFLICT (job_id, request_id) DO UPDATE" in str(upsert.compile(dialect=postgresql.dialect()))
+
+
+def _initialize_when_released(path: str, barrier: Any) -> str:
+    barrier.wait()
+    try:
+        anyio.run(_initialize, path)
+    except Exception as error:  # reported to the test, which names it
+        return f"{type(error).__name__}: {error}"
+    return ""
+
+
+async def _initialize(path: str) -> None:
+    store = BatchStore(Path(path))
+    await store.initialize()
+    await store.close()
+
+
+def test_processes_opening_a_new_store_file_together_all_get_the_tables(tmp_path: Path) -> None:
+    """Several runs of a backfill start at once on a fresh workdir: each opens the ledger."""
+    context = multiprocessing.get_context("spawn")
+    failures: list[str] = []
+    with context.Manager() as manager, context.Pool(6) as pool:
+        for trial in range(3):
+            barrier = manager.Barrier(6)
+            path = str(tmp_path / f"batches-{trial}.db")
+            failures += [
+                error for error in pool.starmap(_initialize_when_released, [(path, barrier)] * 6) if error
+            ]
+    assert failures == []
