@@ -137,10 +137,11 @@ def write_partition_tables(
     dead: pl.LazyFrame,
     collected_ids: pl.Series,
 ) -> PartitionTables:
-    """Merge newly collected result and dead-letter rows (without `request_hash`) into the partition's
-    files and replace each in one step; rows of earlier collections for other ids stay. `keys` holds the
-    partition's `id` and `request_hash` columns; `collected_ids` every id this collection decided. The
-    results are streamed from the new rows and the old file into the new file, never held whole."""
+    """Merge newly collected result and dead-letter rows into the partition's files and replace each in
+    one step; rows of earlier collections for other ids stay. `keys` holds the partition's `id` and
+    `request_hash` columns (joined on when the rows lack `request_hash`); `collected_ids` every id this
+    collection decided. The results are streamed from the new rows and the old file into the new file,
+    never held whole."""
     schema = results_frame_schema(spec)
     hashes = keys.lazy().unique("id", keep="first")
     ids_now = collected_ids.implode()
@@ -156,9 +157,8 @@ def write_partition_tables(
             ~pl.col("id").is_in(ids_now) & pl.col("id").is_in(known_ids)
         )
         merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed")
-    results_path = layout.write_partition(merged_results, "results", spec.name, partition_key)
+    layout.write_partition(merged_results, "results", spec.name, partition_key)
     results = layout.scan_partition("results", spec.name, partition_key, schema=schema)
-    result_count, cost_usd = results.select(pl.len(), pl.col("cost_usd").sum()).collect().row(0)
 
     dead_now = (
         _with_request_hash(dead, hashes)
@@ -174,29 +174,32 @@ def write_partition_tables(
         )
         merged_dead = pl.concat([still_dead, merged_dead]).sort("id")
     layout.write_partition(merged_dead, "dead_letters", spec.name, partition_key)
+    return partition_tables(spec, layout, partition_key, merged_dead)
+
+
+def partition_tables(
+    spec: PipelineSpec, layout: StorageLayout, partition_key: str, dead_letters: pl.DataFrame | None = None
+) -> PartitionTables:
+    """The partition's files as they are now (the dead letters read unless given)."""
+    results = layout.scan_partition("results", spec.name, partition_key, schema=results_frame_schema(spec))
+    result_count, cost_usd = results.select(pl.len(), pl.col("cost_usd").sum()).collect().row(0)
+    if dead_letters is None:
+        dead_letters = layout.read_partition(
+            "dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA
+        )
     return PartitionTables(
-        results_path=results_path,
+        results_path=layout.partition_location("results", spec.name, partition_key),
         results=results,
         result_count=int(result_count),
         cost_usd=float(cost_usd or 0.0),
-        dead_letters=merged_dead,
+        dead_letters=dead_letters,
     )
 
 
 def _collected_elsewhere(
     job: BatchJob, spec: PipelineSpec, layout: StorageLayout, partition_key: str
 ) -> CollectionOutcome:
-    results = layout.scan_partition("results", spec.name, partition_key, schema=results_frame_schema(spec))
-    result_count, cost_usd = results.select(pl.len(), pl.col("cost_usd").sum()).collect().row(0)
-    tables = PartitionTables(
-        results_path=layout.partition_location("results", spec.name, partition_key),
-        results=results,
-        result_count=int(result_count),
-        cost_usd=float(cost_usd or 0.0),
-        dead_letters=layout.read_partition(
-            "dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA
-        ),
-    )
+    tables = partition_tables(spec, layout, partition_key)
     return CollectionOutcome(
         job=job, tables=tables, answered_now=0, dead_now=0, resubmitted=0, collected_elsewhere=True
     )
