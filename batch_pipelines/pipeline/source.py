@@ -14,6 +14,7 @@ files are read here in blocks (`csv_blocks`) and the partition's rows staged to 
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,8 +36,11 @@ PROVIDER_ID_RULES = {"anthropic": (r"^[a-zA-Z0-9_-]{1,64}$", "1-64 letters, digi
 # Where each row came from (file name, 1-based line or row), to name it in a reject; dropped afterwards.
 SOURCE_FILE = "_source_file"
 SOURCE_LINE = "_source_line"
-# CSV bytes that are not UTF-8 are read as U+FFFD so one bad row cannot fail the whole file.
-NOT_UTF8 = "\ufffd"
+# CSV bytes that are not UTF-8 are read as this noncharacter (Unicode keeps U+FDD0 for a program's
+# internal use), so one bad row cannot fail the whole file and the rows holding it are rejected, while a
+# genuine U+FFFD in the text (what an upstream lossy decode leaves) is kept like any other character.
+NOT_UTF8 = "\ufdd0"
+NOT_UTF8_BYTES = re.compile("[\udc80-\udcff]+")
 DEFAULT_ANSWER_TOKENS = 256
 # How much of a CSV file is parsed at once; memory while reading one is a few of these.
 CSV_BLOCK_BYTES = 8 * 1024 * 1024
@@ -261,14 +265,14 @@ def compact(frame: pl.DataFrame) -> pl.DataFrame:
 
 def stage_csv_partition(spec: PipelineSpec, partition_key: str, file: Path, staged: Path) -> Path:
     """Copy the partition's rows of one CSV file to a Parquet file, reading the CSV a block at a time
-    (bytes that are not UTF-8 read as U+FFFD, as polars' utf8-lossy does)."""
+    (bytes that are not UTF-8 read as NOT_UTF8, see `utf8_marked`)."""
     try:
         schema = pl.scan_csv(file, encoding="utf8-lossy").collect_schema()
         keep = partition_filter(spec, partition_key, schema)
         writer: pq.ParquetWriter | None = None
         line = 2  # line 1 is the header
         for block in csv_blocks(file):
-            rows = pl.read_csv(block, has_header=False, schema=schema, encoding="utf8-lossy")
+            rows = pl.read_csv(utf8_marked(block), has_header=False, schema=schema)
             numbered = rows.with_columns(
                 pl.int_range(line, line + rows.height, dtype=pl.Int64).alias(SOURCE_LINE),
                 pl.lit(file.name).alias(SOURCE_FILE),
@@ -305,6 +309,16 @@ def csv_blocks(file: Path, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[bytes
             pending = data[cut:]
             if not block:
                 return
+
+
+def utf8_marked(block: bytes) -> bytes:
+    """The block as valid UTF-8: each run of bytes that are not UTF-8 becomes one NOT_UTF8 mark."""
+    try:
+        block.decode("utf-8")
+        return block
+    except UnicodeDecodeError:  # (surrogateescape turns exactly the bad bytes into lone surrogates)
+        text = block.decode("utf-8", errors="surrogateescape")
+        return NOT_UTF8_BYTES.sub(NOT_UTF8, text).encode("utf-8")
 
 
 def record_end(data: bytes) -> int:
@@ -389,7 +403,8 @@ def split_rows(
 
 
 def _not_utf8_checks(spec: PipelineSpec, schema: pl.Schema) -> list[Check]:
-    if SOURCE_FILE not in schema:
+    """CSV only: Parquet and JSON readers refuse bytes that are not UTF-8, so nothing there is marked."""
+    if SOURCE_FILE not in schema or spec.source.sql is not None or spec.source.file_format != "csv":
         return []
     where = pl.format("(file {}, line {})", pl.col(SOURCE_FILE), pl.col(SOURCE_LINE))
     return [

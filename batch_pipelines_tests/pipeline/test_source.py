@@ -130,3 +130,31 @@ def test_a_partition_is_written_to_its_files_a_batch_at_a_time(tmp_path: Path) -
     assert pl.read_parquet(rejects.location)["row_number"].to_list() == [0, 2]
     assert not list(tmp_path.glob(".partition-staging-*"))  # the staged rows are gone
     assert sorted(path.name for path in (tmp_path / "inputs" / spec.name).iterdir()) == ["2026-11-01.parquet"]
+
+
+def test_only_bytes_that_are_not_utf8_reject_a_csv_row_and_a_genuine_replacement_character_is_kept(
+    tmp_path: Path,
+) -> None:
+    """Text that went through a lossy decode upstream holds U+FFFD; that is data, not a broken file."""
+    genuine = "Caf\ufffd order".encode()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.csv").write_bytes(
+        b"ticket_id,created_at,subject,body\n"
+        + b"kept,2026-11-01T01:00:00,"
+        + genuine
+        + b",b\n"
+        + b"bad,2026-11-01T02:00:00,Caf\xe9 \xff,b\n"
+    )
+    csv_partition = read_partition(
+        parse_pipeline_spec(declaration(source={"path": "data/*.csv"})), "2026-11-01", tmp_path
+    )
+    assert csv_partition.accepted["subject"].to_list() == ["Caf\ufffd order"]
+    assert csv_partition.rejects["reason"].to_list() == [
+        "column 'subject' holds bytes that are not valid UTF-8 (file t.csv, line 3)"
+    ]
+    pl.DataFrame(
+        {"ticket_id": ["p"], "created_at": [datetime(2026, 11, 1, 1)], "subject": ["\ufffd"], "body": ["b"]}
+    ).write_parquet(tmp_path / "data" / "p.parquet")
+    parquet_partition = read_partition(parse_pipeline_spec(declaration()), "2026-11-01", tmp_path)
+    assert parquet_partition.accepted["subject"].to_list() == ["\ufffd"]
+    assert parquet_partition.rejects.height == 0
