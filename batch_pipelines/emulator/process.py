@@ -23,6 +23,10 @@ import httpx
 
 from batch_pipelines.emulator import READY_PREFIX
 
+# A crash is reported at once; this only bounds a start that hangs. Importing the server took over
+# 30 s on a 2-core machine whose other services kept both cores busy.
+STARTUP_TIMEOUT_S = 120.0
+
 
 class EmulatorStartError(RuntimeError):
     """The emulator process exited or stayed silent instead of announcing its URL."""
@@ -41,7 +45,7 @@ class EmulatorProcess:
         tpm: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        startup_timeout_s: float = 30.0,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
     ) -> None:
         self._workdir = tempfile.TemporaryDirectory(prefix="emulator-")
         self.config_path: Path | None = None
