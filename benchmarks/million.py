@@ -115,8 +115,10 @@ def run_stage(name: str, state_path: Path, env: dict[str, str]) -> Measured:
     command = [sys.executable, str(Path(__file__).resolve()), "--stage", name, "--state", str(state_path)]
     profile_to = env.get("MILLION_PROFILE_DIR")
     if profile_to and name in env.get("MILLION_PROFILE_STAGES", "").split(","):
-        # py-spy's collapsed stacks (idle time included); its own memory then counts in the peak.
-        py_spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--idle", "--format", "raw"]
+        # py-spy's collapsed stacks (idle time included); its own memory then counts in the peak. At its
+        # default 100 samples a second it took more than a core of a busy 2-core machine from the stage.
+        py_spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--idle", "--rate", "25"]
+        py_spy += ["--format", "raw"]
         command = [*py_spy, "-o", f"{profile_to}/{name}.txt", "--", *command]
     started = time.perf_counter()
     child = subprocess.Popen(
@@ -205,7 +207,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="million-", dir=args.workdir) as folder:
         root = Path(folder)
-        print(f"machine: {os.cpu_count()} cores; rows={args.rows:,} flat_rows={flat_rows:,}", flush=True)
+        print(
+            f"machine: {os.cpu_count()} cores, {cpu_pressure()}; rows={args.rows:,} flat_rows={flat_rows:,}",
+            flush=True,
+        )
         if not args.no_extras:
             print("extras", flush=True)
             side_by_side(
@@ -225,6 +230,18 @@ def main() -> None:
                 print(f"ours alone at {flat_rows:,} rows (peak memory)", flush=True)
                 flat = side_by_side(flat_rows, root / "flat", emulator.url, OURS)
     report(args.rows, measured, flat_rows, flat)
+
+
+def cpu_pressure() -> str:
+    """The share of the last 5 minutes in which some runnable task waited for a core (Linux PSI): the
+    same-run ratios stand either way, but absolute times on a machine kept busy by other services run
+    long, and fixed costs such as importing Dagster weigh more."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().split()
+    except OSError:
+        return "CPU pressure unknown"
+    avg300 = next(item for item in some if item.startswith("avg300="))
+    return f"CPU pressure {avg300.split('=')[1]}% (time some task waited for a core, last 5 min)"
 
 
 def report(rows: int, measured: dict[str, Measured], flat_rows: int, flat: dict[str, Measured]) -> None:
