@@ -9,6 +9,7 @@ file always covers the whole partition, and each file is replaced in one step.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,27 +84,29 @@ async def collect_partition(
     keys = saved_request_keys(layout, spec, partition_key, job_id)
     if keys is None:  # submitted before keys were saved, or another job of the partition was submitted since
         keys = request_keys(spec, layout.read_partition("inputs", spec.name, partition_key))
-    version = spec_version(spec)
     layout.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".collecting-", dir=layout.workdir) as folder:
-        answered = RowSpool(Path(folder) / "answered", results_frame_schema(spec))
-        dead = RowSpool(Path(folder) / "dead", DEAD_LETTERS_SCHEMA)
-        collected_ids = RowSpool(Path(folder) / "ids", {"id": pl.String()})
+        shared = {"pipeline": spec.name, "partition_key": partition_key, "job_id": job.id}
+        answered = ColumnSpool(
+            Path(folder) / "answered",
+            results_frame_schema(spec),
+            result_row_columns(spec),
+            {**shared, "spec_version": spec_version(spec)},
+        )
+        dead = ColumnSpool(Path(folder) / "dead", DEAD_LETTERS_SCHEMA, DEAD_LETTER_COLUMNS, shared)
+        collected_ids = ColumnSpool(Path(folder) / "ids", {"id": pl.String()}, ["id"])
         hashes = HashCursor(keys)
         retry = 0
         try:
             async for result in manager.iter_results(job_id):
-                collected_ids.append({"id": result.id})
+                collected_ids.append((result.id,))
                 request_hash = hashes.hash_of(result.id)
                 if result.ok:
-                    row = result_row(spec, partition_key, job.id, result, version)
-                    answered.append({**row, "request_hash": request_hash})
+                    answered.append(result_row_values(spec, result, request_hash))
                 elif result.retryable and job.attempt < spec.max_attempts:
                     retry += 1
                 else:
-                    dead.append(
-                        {**dead_row(spec, partition_key, job.id, result), "request_hash": request_hash}
-                    )
+                    dead.append(dead_letter_values(result, request_hash))
         except JobNotFinishedError as error:  # reopened between the two calls (e.g. a concurrent retry)
             job = await manager.get_job(job_id)
             if attempt is not None and job.attempt > attempt:
@@ -241,32 +244,54 @@ def dead_row_schema() -> dict[str, pl.DataType]:
     return {name: dtype for name, dtype in DEAD_LETTERS_SCHEMA.items() if name != "request_hash"}
 
 
-class RowSpool:
-    """Rows written to Parquet part files a page at a time, so a million results are never a million
-    dicts, nor one frame, in memory at once."""
+class ColumnSpool:
+    """Rows written to Parquet part files a page at a time, gathered as one list per column: a million
+    results are never a million dicts, nor one frame, in memory. `columns` are the values each row
+    brings (in `append` order); `constants` are the columns every row shares, added once a page."""
 
     PAGE = 20_000
 
-    def __init__(self, folder: Path, schema: dict[str, pl.DataType]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        schema: dict[str, pl.DataType],
+        columns: Sequence[str],
+        constants: dict[str, Any] | None = None,
+    ) -> None:
         self.folder = folder
         self.schema = schema
+        self.constants = constants or {}
+        missing = set(schema) - set(columns) - set(self.constants)
+        if missing or len(columns) + len(self.constants) != len(schema):
+            raise ValueError(f"columns and constants must cover {list(schema)} once each")
+        self._page_schema = {name: schema[name] for name in columns}
+        self._lists: list[list[Any]] = [[] for _ in columns]
+        self._pending = 0
         self.height = 0
-        self._rows: list[dict[str, Any]] = []
         self._parts: list[Path] = []
 
-    def append(self, row: dict[str, Any]) -> None:
-        self._rows.append(row)
+    def append(self, values: Sequence[Any]) -> None:
+        """One row: its values of `columns`, in that order."""
+        for column, value in zip(self._lists, values, strict=True):
+            column.append(value)
+        self._pending += 1
         self.height += 1
-        if len(self._rows) >= self.PAGE:
+        if self._pending >= self.PAGE:
             self._flush()
 
     def _flush(self) -> None:
-        if self._rows:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            part = self.folder / f"{len(self._parts):06d}.parquet"
-            pl.DataFrame(self._rows, schema=self.schema).write_parquet(part, compression="lz4")
-            self._parts.append(part)
-            self._rows = []
+        if not self._pending:
+            return
+        page = pl.DataFrame(dict(zip(self._page_schema, self._lists, strict=True)), schema=self._page_schema)
+        page = page.with_columns(
+            pl.lit(value, self.schema[name]).alias(name) for name, value in self.constants.items()
+        ).select(list(self.schema))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        part = self.folder / f"{len(self._parts):06d}.parquet"
+        page.write_parquet(part, compression="lz4")
+        self._parts.append(part)
+        self._lists = [[] for _ in self._lists]
+        self._pending = 0
 
     def scan(self) -> pl.LazyFrame:
         """Every row appended, in order (valid while the folder exists)."""
@@ -274,6 +299,57 @@ class RowSpool:
         if not self._parts:
             return pl.LazyFrame(schema=self.schema)
         return pl.scan_parquet(self._parts, schema=self.schema)
+
+
+# The columns of a result row and of a dead letter that differ from row to row, in the order
+# `result_row_values` and `dead_letter_values` give them.
+RESULT_ROW_COLUMNS = (
+    "id",
+    "response",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "attempt",
+    "provider_batch_id",
+    "request_hash",
+)
+DEAD_LETTER_COLUMNS = ("id", "error_type", "error_message", "transient", "attempt", "request_hash")
+
+
+def result_row_columns(spec: PipelineSpec) -> list[str]:
+    embedding = [EMBEDDING_COLUMN] if spec.kind == "embedding" else []
+    return [*RESULT_ROW_COLUMNS, *parsed_columns(spec.response_schema), *embedding]
+
+
+def result_row_values(spec: PipelineSpec, result: BatchResult, request_hash: str | None) -> tuple[Any, ...]:
+    """A successful result's values of `result_row_columns(spec)`, in that order."""
+    values: tuple[Any, ...] = (
+        result.id,
+        result.response,
+        result.input_tokens,
+        result.output_tokens,
+        result.cost_usd,
+        result.attempt,
+        result.provider_batch_id,
+        request_hash,
+    )
+    if spec.response_schema:
+        values += tuple(parse_response_fields(result.response, spec.response_schema).values())
+    if spec.kind == "embedding":
+        values += (result.embedding,)
+    return values
+
+
+def dead_letter_values(result: BatchResult, request_hash: str | None) -> tuple[Any, ...]:
+    """A failed result's values of DEAD_LETTER_COLUMNS, in that order."""
+    return (
+        result.id,
+        result.error_type or "unknown",
+        result.error or "",
+        result.retryable,
+        result.attempt,
+        request_hash,
+    )
 
 
 def result_row(

@@ -68,6 +68,8 @@ def parsed_columns(response_schema: dict[str, Any] | None) -> dict[str, pl.DataT
 
 def parse_response_fields(response: str | None, response_schema: dict[str, Any] | None) -> dict[str, Any]:
     """The typed values of one response; missing or unparsable values become None."""
+    if not response_schema:
+        return {}
     columns = parsed_columns(response_schema)
     values: dict[str, Any] = dict.fromkeys(columns)
     if not columns or response is None:
