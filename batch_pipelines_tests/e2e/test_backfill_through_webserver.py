@@ -59,7 +59,7 @@ def input_counts(layout: StorageLayout) -> dict[str, int]:
     }
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)
 def test_backfill_launched_through_the_webserver_lands_every_partition(tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     dataset = workdir / "source" / "tickets.parquet"

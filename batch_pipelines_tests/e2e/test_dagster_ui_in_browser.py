@@ -57,7 +57,7 @@ def keep_screenshot(path: Path) -> None:
         shutil.copy(path, target)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)
 def test_ui_shows_graph_partitions_and_metadata_plots(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

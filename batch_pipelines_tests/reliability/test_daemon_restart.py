@@ -37,7 +37,7 @@ def results_runs(home: Path) -> list[dg.DagsterRun]:
 
 # Real daemon and webserver processes (under a minute on a 2-core machine). The results runs (one per
 # provider batch, retries included) are the bulk of it, so two partitions: two jobs open across the restart.
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(1200)
 def test_sensor_resumes_after_the_daemon_is_killed_with_jobs_open(
     tmp_path: Path, dagster_instance: dg.DagsterInstance
 ) -> None:
