@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -89,3 +91,23 @@ def test_rendering_fills_columns_and_keeps_literal_braces() -> None:
     version = spec_version(spec)
     assert request_hash(version, messages) == request_hash(version, list(messages))
     assert request_hash(version, messages) != request_hash(version, [{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "plain",
+        'quotes " and \\ backslash',
+        "é ü 中文 🙂",
+        "tab\tnew\nline\x00\x1f",
+        "\ud800 lone surrogate",
+        "",
+    ],
+)
+def test_request_hash_is_unchanged_from_earlier_releases(content: str) -> None:
+    """Stored hashes decide what is resubmitted: they must stay the sha256 of the sorted, compact JSON."""
+    messages = [{"role": "system", "content": "Triage."}, {"role": "user", "content": content}]
+    version = "0123456789abcdef"
+    for shape in (messages, [{**messages[1], "name": "extra key"}]):
+        encoded = json.dumps({"version": version, "messages": shape}, sort_keys=True, separators=(",", ":"))
+        assert request_hash(version, shape) == hashlib.sha256(encoded.encode()).hexdigest()[:32]
