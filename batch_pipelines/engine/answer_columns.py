@@ -6,6 +6,7 @@ The engine's store and the realtime work queue keep answers in the same shape, s
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,33 +30,62 @@ def answer_columns() -> list[sa.Column[Any]]:
     ]
 
 
+ANSWER_FIELDS = tuple(column.name for column in answer_columns())
+
+
 def answer_values(result: BatchResult) -> dict[str, Any]:
-    return {
-        "attempt": result.attempt,
-        "response": result.response,
-        "error": result.error,
-        "error_type": result.error_type,
-        "retryable": result.retryable,
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "cost_usd": result.cost_usd,
-        "parsed": json.dumps(result.parsed) if result.parsed is not None else None,
-        "embedding": json.dumps(result.embedding) if result.embedding is not None else None,
-    }
+    return dict(zip(ANSWER_FIELDS, answer_tuple(result), strict=True))
+
+
+def answer_tuple(result: BatchResult) -> tuple[Any, ...]:
+    """The answer columns' values in `ANSWER_FIELDS` order."""
+    return (
+        result.attempt,
+        result.response,
+        result.error,
+        result.error_type,
+        result.retryable,
+        result.input_tokens,
+        result.output_tokens,
+        result.cost_usd,
+        json.dumps(result.parsed) if result.parsed is not None else None,
+        json.dumps(result.embedding) if result.embedding is not None else None,
+    )
 
 
 def result_from_answer(result_id: str, row: Any, provider_batch_id: str | None = None) -> BatchResult:
+    """The result kept in ``row`` (any mapping of the answer columns' names)."""
+    return result_from_answer_values(result_id, [row[name] for name in ANSWER_FIELDS], provider_batch_id)
+
+
+def result_from_answer_values(
+    result_id: str, values: Sequence[Any], provider_batch_id: str | None = None
+) -> BatchResult:
+    """The result kept in ``values``, the answer columns in `ANSWER_FIELDS` order: reading a million
+    results back by position skips building a mapping for each row."""
+    (
+        attempt,
+        response,
+        error,
+        error_type,
+        retryable,
+        input_tokens,
+        output_tokens,
+        cost_usd,
+        parsed,
+        embedding,
+    ) = values
     return BatchResult(
         id=result_id,
-        response=row["response"],
-        error=row["error"],
-        error_type=row["error_type"],
-        retryable=bool(row["retryable"]),
-        input_tokens=row["input_tokens"],
-        output_tokens=row["output_tokens"],
-        cost_usd=row["cost_usd"],
-        parsed=json.loads(row["parsed"]) if row["parsed"] is not None else None,
-        embedding=json.loads(row["embedding"]) if row["embedding"] is not None else None,
-        attempt=row["attempt"],
+        response=response,
+        error=error,
+        error_type=error_type,
+        retryable=bool(retryable),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost_usd,
+        parsed=json.loads(parsed) if parsed is not None else None,
+        embedding=json.loads(embedding) if embedding is not None else None,
+        attempt=attempt,
         provider_batch_id=provider_batch_id,
     )

@@ -29,6 +29,7 @@ from batch_pipelines.engine.records import LAUNCHING, BatchRecord, JobRecord, Re
 from batch_pipelines.engine.status import progress, summarize
 from batch_pipelines.engine.tables import (
     REQUEST_COLUMNS,
+    REQUEST_RESULT_COLUMNS,
     RESULT_COLUMNS,
     RESULT_KEYS,
     batch_from_row,
@@ -38,8 +39,8 @@ from batch_pipelines.engine.tables import (
     job_row,
     jobs,
     metadata,
+    request_with_result,
     requests,
-    result_from_row,
     result_row,
     results,
 )
@@ -443,21 +444,20 @@ class BatchStore:
     def result_pages(self, job_id: str) -> Iterator[list[tuple[str, BatchResult | None]]]:
         """Pages of (request id, stored result or None), one per request, in submission order."""
         last = -1
-        columns = [requests.c.seq, requests.c.request_id, *[results.c[name] for name in RESULT_COLUMNS]]
         while True:
             query = (
-                sa.select(*columns)
+                sa.select(*REQUEST_RESULT_COLUMNS)
                 .select_from(requests.outerjoin(results, _same_request()))
                 .where(requests.c.job_id == job_id, requests.c.seq > last)
                 .order_by(requests.c.seq)
                 .limit(PAGE)
             )
             with self._begin() as conn:
-                rows = conn.execute(query).mappings().all()
+                rows = conn.execute(query).all()
             if not rows:
                 return
-            last = rows[-1]["seq"]
-            yield [(row["request_id"], result_from_row(row)) for row in rows]
+            last = rows[-1][0]
+            yield [request_with_result(row) for row in rows]
 
     async def result_counts(self, job_id: str) -> ResultCounts:
         return await self._run(self._result_counts, job_id)

@@ -4,11 +4,17 @@ between those rows and the engine's records."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from batch_pipelines.engine.answer_columns import answer_columns, answer_values, result_from_answer
+from batch_pipelines.engine.answer_columns import (
+    ANSWER_FIELDS,
+    answer_columns,
+    answer_tuple,
+    result_from_answer_values,
+)
 from batch_pipelines.engine.models import BatchResult, BatchStatus
 from batch_pipelines.engine.pricing import ModelPrice
 from batch_pipelines.engine.records import BatchRecord, JobRecord
@@ -94,6 +100,7 @@ results = sa.Table(
 
 RESULT_KEYS = ("job_id", "request_id")
 RESULT_COLUMNS = [c.name for c in results.columns if c.name not in RESULT_KEYS]
+assert ["provider_batch_id", *ANSWER_FIELDS] == RESULT_COLUMNS  # the order `result_row` writes
 REQUEST_COLUMNS = ("job_id", "request_id", "seq", "attempt", "chunk", "line", "payload")
 
 
@@ -204,11 +211,21 @@ def batch_from_row(row: Any) -> BatchRecord:
 
 def result_row(job_id: str, item: BatchResult) -> tuple[Any, ...]:
     """The row of ``results`` in (*RESULT_KEYS, *RESULT_COLUMNS) order."""
-    values = {"provider_batch_id": item.provider_batch_id, **answer_values(item)}
-    return (job_id, item.id, *(values[name] for name in RESULT_COLUMNS))
+    return (job_id, item.id, item.provider_batch_id, *answer_tuple(item))
 
 
-def result_from_row(row: Any) -> BatchResult | None:
-    if row["attempt"] is None:
-        return None
-    return result_from_answer(row["request_id"], row, row["provider_batch_id"])
+# A request joined with its stored result, if any (`request_with_result` reads a row of these).
+REQUEST_RESULT_COLUMNS = (
+    requests.c.seq,
+    requests.c.request_id,
+    results.c.provider_batch_id,
+    *(results.c[name] for name in ANSWER_FIELDS),
+)
+
+
+def request_with_result(row: Sequence[Any]) -> tuple[str, BatchResult | None]:
+    """(request id, stored result or None) from a row of `REQUEST_RESULT_COLUMNS`, by position."""
+    request_id, provider_batch_id, answer = row[1], row[2], row[3:]
+    if answer[0] is None:  # no result row joined (attempt is never null in one)
+        return request_id, None
+    return request_id, result_from_answer_values(request_id, answer, provider_batch_id)
