@@ -14,6 +14,7 @@ from pydantic import Field
 
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines.storage.locations import s3_endpoint_from_environment
 from batch_pipelines.storage.s3_batch_files import S3BatchFiles
 from batch_pipelines.storage.s3_tables import S3Location, S3Tables, duckdb_filesystem
 from batch_pipelines.storage.views import create_views
@@ -99,9 +100,12 @@ def remote_tables(storage_url: str | None, s3: S3Resource | None) -> S3Tables | 
 
 
 def duckdb_s3_filesystem(s3: S3Resource) -> AbstractFileSystem:
-    """The S3Resource's endpoint, region and credentials (when set) as a filesystem DuckDB reads through."""
+    """The S3Resource's endpoint, region and credentials (when set) as a filesystem DuckDB reads through.
+    Without an endpoint on the resource, the one boto3 would use from the environment: Arrow's S3 client
+    does not read $AWS_ENDPOINT_URL_S3 itself, so DuckDB would otherwise query AWS while the tables were
+    written to the local server."""
     return duckdb_filesystem(
-        endpoint_url=s3.endpoint_url,
+        endpoint_url=s3.endpoint_url or s3_endpoint_from_environment(),
         region=s3.region_name,
         access_key=s3.aws_access_key_id,
         secret_key=s3.aws_secret_access_key,

@@ -28,6 +28,11 @@ STORAGE_URL_ENV = "BATCH_PIPELINES_STORAGE_URL"
 S3_ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
 
+def s3_endpoint_from_environment() -> str | None:
+    """An S3-compatible server named the way boto3 reads it ($AWS_ENDPOINT_URL_S3, then $AWS_ENDPOINT_URL)."""
+    return next((os.environ[name] for name in S3_ENDPOINT_ENVS if os.environ.get(name)), None)
+
+
 def add_location_options(parser: argparse.ArgumentParser, *, tables: bool = True) -> None:
     """--workdir and --store-url, and with ``tables`` --storage-url and --s3-endpoint-url."""
     parser.add_argument("--workdir", default=None, help="working folder (default: $BATCH_PIPELINES_HOME)")
@@ -67,8 +72,7 @@ class DataLocations:
             workdir=resolve_workdir(args.workdir),
             store_url=flag_store or os.environ.get(STORE_URL_ENV) or None,
             storage_url=getattr(args, "storage_url", None) or os.environ.get(STORAGE_URL_ENV) or None,
-            s3_endpoint_url=getattr(args, "s3_endpoint_url", None)
-            or next((os.environ[name] for name in S3_ENDPOINT_ENVS if os.environ.get(name)), None),
+            s3_endpoint_url=getattr(args, "s3_endpoint_url", None) or s3_endpoint_from_environment(),
         )
 
     @property

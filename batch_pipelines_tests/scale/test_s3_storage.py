@@ -131,3 +131,19 @@ def test_partitions_round_trip_and_missing_ones_read_empty(aws_endpoint: str, bu
         layout.read_partition("results", "tickets", "2026-11-05")
     with pytest.raises(ValueError, match="s3://bucket"):
         S3Location.parse("/local/path")
+
+
+def test_duckdb_reads_the_s3_server_named_in_the_environment(
+    tmp_path: Path, aws_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment that points boto3 at an S3-compatible server with $AWS_ENDPOINT_URL_S3, and gives the
+    resource no S3Resource, gets its tables queried on that server, not on AWS."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", aws_endpoint)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    tables = S3Tables(client=boto3.client("s3"), location=S3Location.parse(f"s3://{bucket}/env"))
+    layout = StorageLayout.for_workdir(tmp_path, remote=tables)
+    layout.write_partition(pl.DataFrame({"id": ["a", "b", "c"]}), "rejects", "tickets", "2026-11-01")
+
+    duckdb = DuckDBResource(workdir=str(tmp_path), storage_url=f"s3://{bucket}/env")
+    with duckdb.get_connection() as connection:
+        assert connection.execute("SELECT count(*) FROM rejects").fetchone() == (3,)
