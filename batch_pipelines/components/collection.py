@@ -8,7 +8,6 @@ file always covers the whole partition, and each file is replaced in one step.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from batch_pipelines.components.requests_for_partition import request_keys, save
 from batch_pipelines.engine import BatchJob, BatchManager, BatchResult, JobNotFinishedError
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
+from batch_pipelines.scratch import scratch_folder
 from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines.storage.tables import (
     DEAD_LETTERS_SCHEMA,
@@ -85,7 +85,7 @@ async def collect_partition(
     if keys is None:  # submitted before keys were saved, or another job of the partition was submitted since
         keys = request_keys(spec, layout.read_partition("inputs", spec.name, partition_key))
     layout.workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".collecting-", dir=layout.workdir) as folder:
+    with scratch_folder(layout.workdir, ".collecting-") as folder:
         shared = {"pipeline": spec.name, "partition_key": partition_key, "job_id": job.id}
         answered = ColumnSpool(
             Path(folder) / "answered",

@@ -9,7 +9,6 @@ another.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from batch_pipelines.engine.records import LAUNCHING, QUEUED, BatchRecord, JobRe
 from batch_pipelines.engine.splitting import Chunk
 from batch_pipelines.engine.store import BatchStore
 from batch_pipelines.providers.base import BatchProvider, ProviderBatchState
+from batch_pipelines.scratch import scratch_folder
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class BatchLauncher:
         if not queued:
             return
         pool = self.provider.limits.max_enqueued_tokens
-        with tempfile.TemporaryDirectory(prefix="batch-", dir=self.work_dir) as tmp:
+        with scratch_folder(self.work_dir, "batch-") as tmp:
             for batch in queued:
                 if pool is not None:
                     enqueued = await self.store.enqueued_tokens(self.provider.name, self.provider.model)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -35,6 +34,7 @@ from batch_pipelines.engine.results import check_response_schema
 from batch_pipelines.engine.splitting import Chunk, ChunkSplitter
 from batch_pipelines.engine.store import BatchStore, RequestRow
 from batch_pipelines.providers.base import BatchProvider, ProviderBatchState
+from batch_pipelines.scratch import scratch_folder
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class BatchManager:
                 )
             await self._launcher.launch_queued(existing, {})
             return await self._record_status(job_id)
-        with tempfile.TemporaryDirectory(prefix="batch-", dir=self.work_dir) as tmp:
+        with scratch_folder(self.work_dir, "batch-") as tmp:
             try:
                 chunks = await self._prepare(record, requests, Path(tmp))
             except Exception:  # (an interrupted prepare is redone by the next submit of this job id)
@@ -274,7 +274,7 @@ class BatchManager:
             return await self._record_status(job_id)
         attempt = record.attempt + 1
         schema = record.response_schema
-        with tempfile.TemporaryDirectory(prefix="batch-", dir=self.work_dir) as tmp:
+        with scratch_folder(self.work_dir, "batch-") as tmp:
             splitter = ChunkSplitter(
                 Path(tmp),
                 self.provider.limits,

@@ -15,7 +15,6 @@ files are read here in blocks (`csv_blocks`) and the partition's rows staged to 
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -28,6 +27,7 @@ import pyarrow.parquet as pq
 
 from batch_pipelines.pipeline.context_windows import CHARS_PER_TOKEN, context_window
 from batch_pipelines.pipeline.spec import PipelineSpec
+from batch_pipelines.scratch import scratch_folder
 from batch_pipelines.storage.tables import REJECTS_SCHEMA
 
 # Providers that restrict request ids (a batch line's custom_id); a row whose id breaks the rule is rejected
@@ -170,7 +170,7 @@ def split_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> I
         except (pl.exceptions.PolarsError, OSError) as error:
             raise source_failure(spec, error) from None
         return
-    with tempfile.TemporaryDirectory(prefix=".partition-staging-", dir=base_dir) as folder:
+    with scratch_folder(base_dir, ".partition-staging-") as folder:
         staged = [
             stage_csv_partition(spec, partition_key, file, Path(folder) / f"{index}.parquet")
             for index, file in enumerate(source_files(spec, base_dir))

@@ -127,10 +127,12 @@ def test_killed_while_writing_results_rerun_completes_exactly_once(
     written = {table.parent.name for table in tables if (table / f"{key}.parquet").exists()}
     assert written == ({"results"} if kill_at == "dead_letters_rename" else set())
     assert emulator.stats()["batches_created"]["openai"] == 1  # died before resubmitting anything
+    assert list(workdir.glob(".collecting-*")), "the killed run's scratch folder"
 
     with dg.DagsterInstance.local_temp(tempdir=str(dagster_home)) as instance:
         driver = make_driver(pipeline_spec(PARTITIONS), emulator.openai_base_url, workdir, instance)
         driver.collect_all(timeout_s=120, poll_s=0.1)
+    assert not list(workdir.glob(".collecting-*")), "the rerun removes what the killed run left"
     figures = check_exactly_once(f"SIGKILL before {kill_at.replace('_', ' ')}", emulator, workdir, frame)
     assert figures.dead_letter_reasons["invalid_request"] > 0
     ledger = read_openai_ledger(emulator.openai_base_url)
