@@ -33,8 +33,12 @@ def scratch_folder(parent: Path | None, prefix: str) -> Iterator[Path]:
         folder = Path(name)
         # Locked before it takes its name, so a cleaner never sees the lock file unlocked while we live.
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".lock-", delete=False) as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            os.replace(lock.name, folder / LOCK_NAME)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except OSError:  # a filesystem without locks: work as before, the folder just is not reclaimed
+                logger.debug("no file locks in %s; a killed run's scratch folder stays", parent)
+            else:
+                os.replace(lock.name, folder / LOCK_NAME)
             yield folder
 
 
@@ -45,5 +49,5 @@ def remove_abandoned(parent: Path, prefix: str) -> None:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 shutil.rmtree(folder, ignore_errors=True)
                 logger.info("removed %s, left by a process that died while using it", folder)
-        except (FileNotFoundError, NotADirectoryError, BlockingIOError):
-            continue  # not ours, still being set up, or in use
+        except OSError:
+            continue  # not ours, still being set up, in use, or on a filesystem without locks
