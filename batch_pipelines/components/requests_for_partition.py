@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from batch_pipelines.engine.models import BatchRequest
-from batch_pipelines.pipeline.requests import Message, render_messages, request_hash, spec_version
+from batch_pipelines.pipeline.requests import Message, RowHasher, render_messages, request_hash, spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.layout import StorageLayout
 
@@ -53,13 +54,22 @@ class PlannedRequest:
 def _rows(spec: PipelineSpec, inputs: Rows) -> Iterator[dict[str, Any]]:
     """The rows as dicts holding only the columns a request reads, a slice at a time (a file is read a
     slice at a time too, so a partition larger than memory can be planned)."""
+    for part in _slices(spec, inputs):
+        yield from part.iter_rows(named=True)
+
+
+def _slices(spec: PipelineSpec, inputs: Rows) -> Iterator[pl.DataFrame]:
     needed = list(dict.fromkeys([spec.id_column, *spec.prompt.columns]))
     if isinstance(inputs, ParquetRows):
-        parts: Iterator[pl.DataFrame] = inputs.slices(needed, spec.id_column, SLICE_ROWS)
-    else:
-        parts = inputs.select(needed).iter_slices(SLICE_ROWS)
-    for part in parts:
-        yield from part.iter_rows(named=True)
+        return inputs.slices(needed, spec.id_column, SLICE_ROWS)
+    return inputs.select(needed).iter_slices(SLICE_ROWS)
+
+
+def _strings(column: pl.Series, null: str | None) -> list[Any]:
+    """``str()`` of each value, as a row-at-a-time render gives it (`null` for a null)."""
+    if column.dtype == pl.String:
+        return column.to_list() if null is None else column.fill_null(null).to_list()
+    return [null if value is None else str(value) for value in column.to_list()]
 
 
 def iter_planned(spec: PipelineSpec, inputs: Rows) -> Iterator[PlannedRequest]:
@@ -101,20 +111,16 @@ def plan_requests(spec: PipelineSpec, inputs: Rows) -> list[PlannedRequest]:
 
 def request_keys(spec: PipelineSpec, inputs: Rows) -> pl.DataFrame:
     """`id` and `request_hash` of every input row, in input order."""
-    version = spec_version(spec)
-    id_column = spec.id_column
-    parts: list[pl.DataFrame] = []
-    ids: list[str] = []
-    hashes: list[str] = []
-    for row in _rows(spec, inputs):
-        ids.append(str(row[id_column]))
-        hashes.append(request_hash(version, render_messages(spec, row)))
-        if len(ids) >= SLICE_ROWS:
-            parts.append(pl.DataFrame({"id": ids, "request_hash": hashes}))
-            ids, hashes = [], []
-    parts.append(
-        pl.DataFrame({"id": ids, "request_hash": hashes}, schema={"id": pl.String, "request_hash": pl.String})
-    )
+    hasher = RowHasher(spec)
+    schema = {"id": pl.String, "request_hash": pl.String}
+    parts = [pl.DataFrame(schema=schema)]
+    for part in _slices(spec, inputs):  # column at a time: this runs for every row of the partition
+        values = [_strings(part[column], "") for column in hasher.columns]
+        rows = zip(*values, strict=True) if values else repeat((), part.height)
+        hashes = [hasher.hash(row) for row in rows]
+        parts.append(
+            pl.DataFrame({"id": _strings(part[spec.id_column], None), "request_hash": hashes}, schema=schema)
+        )
     return pl.concat(parts)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from batch_pipelines.pipeline.spec import PipelineSpec
+from batch_pipelines.pipeline.spec import PipelineSpec, template_columns
 
 Message = dict[str, str]
 
@@ -69,3 +69,32 @@ def _hashed_request(version: str, messages: list[Message]) -> str:
         )
     parts += ('],"version":', encode_basestring_ascii(version), "}")
     return "".join(parts)
+
+
+class RowHasher:
+    """`request_hash` of each row of one spec from its prompt columns' values, without building the
+    messages: the key pass hashes every row of a partition. Gives what
+    ``request_hash(spec_version(spec), render_messages(spec, row))`` gives."""
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.columns = spec.prompt.columns
+        self._user = spec.prompt.user
+        self._system = spec.prompt.system
+        self._fixed_system = (
+            self._system.format_map({})
+            if self._system is not None and not template_columns(self._system)
+            else None
+        )
+        self._tail = ',"role":"user"}],"version":' + encode_basestring_ascii(spec_version(spec)) + "}"
+
+    def hash(self, values: tuple[str, ...]) -> str:
+        """The hash of the row whose prompt columns (`columns` order) hold ``values`` ('' for a null)."""
+        named = dict(zip(self.columns, values, strict=True))
+        system = self._fixed_system
+        if system is None and self._system is not None:
+            system = self._system.format_map(named)
+        head = '{"messages":[' if system is None else '{"messages":[{"content":'
+        if system is not None:
+            head += encode_basestring_ascii(system) + ',"role":"system"},'
+        text = head + '{"content":' + encode_basestring_ascii(self._user.format_map(named)) + self._tail
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
