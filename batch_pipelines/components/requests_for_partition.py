@@ -7,17 +7,16 @@ hashes kept as two columns (`request_keys`), never as a million Python objects.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
 from batch_pipelines.engine.models import BatchRequest
-from batch_pipelines.pipeline.requests import Message, RowHasher, render_messages, request_hash, spec_version
+from batch_pipelines.pipeline.requests import Message, PromptRenderer, RowHasher, request_hash, spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.layout import StorageLayout
 
@@ -51,24 +50,19 @@ class PlannedRequest:
     request_hash: str
 
 
-def _rows(spec: PipelineSpec, inputs: Rows) -> Iterator[dict[str, Any]]:
-    """The rows as dicts holding only the columns a request reads, a slice at a time (a file is read a
-    slice at a time too, so a partition larger than memory can be planned)."""
-    for part in _slices(spec, inputs):
-        yield from part.iter_rows(named=True)
-
-
 def _slices(spec: PipelineSpec, inputs: Rows) -> Iterator[pl.DataFrame]:
+    """The columns a request reads, a slice at a time (a file is read a slice at a time too, so a
+    partition larger than memory can be planned)."""
     needed = list(dict.fromkeys([spec.id_column, *spec.prompt.columns]))
     if isinstance(inputs, ParquetRows):
         return inputs.slices(needed, spec.id_column, SLICE_ROWS)
     return inputs.select(needed).iter_slices(SLICE_ROWS)
 
 
-def _strings(column: pl.Series, null: str | None) -> list[Any]:
-    """``str()`` of each value, as a row-at-a-time render gives it (`null` for a null)."""
+def _strings(column: pl.Series, null: str) -> list[str]:
+    """``str()`` of each value, `null` for a null."""
     if column.dtype == pl.String:
-        return column.to_list() if null is None else column.fill_null(null).to_list()
+        return column.fill_null(null).to_list()
     return [null if value is None else str(value) for value in column.to_list()]
 
 
@@ -87,22 +81,37 @@ def iter_requests(spec: PipelineSpec, inputs: Rows) -> Iterator[BatchRequest]:
 def _iter_requests(spec: PipelineSpec, inputs: Rows) -> Iterator[tuple[BatchRequest, list[Message]]]:
     passthrough = {key: value for key, value in spec.params.items() if key not in _REQUEST_FIELDS}
     max_tokens, temperature = spec.params.get("max_tokens"), spec.params.get("temperature")
-    for row in _rows(spec, inputs):
-        messages = render_messages(spec, row)
-        if spec.kind == "embedding":
-            yield BatchRequest(id=str(row[spec.id_column]), input=messages[-1]["content"]), messages
-            continue
-        system = messages[0]["content"] if messages[0]["role"] == "system" else None
-        user_messages: list[dict[str, Any]] = [message for message in messages if message["role"] != "system"]
-        request = BatchRequest(
-            id=str(row[spec.id_column]),
-            messages=user_messages,
-            system=system,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            params=dict(passthrough),
-        )
-        yield request, messages
+    renderer = PromptRenderer(spec)
+    for ids, rows in _prompt_values(spec, renderer.columns, inputs):
+        for request_id, values in zip(ids, rows, strict=True):
+            system, user = renderer.render(values)
+            messages: list[Message] = [{"role": "user", "content": user}]
+            if system is not None:
+                messages.insert(0, {"role": "system", "content": system})
+            if spec.kind == "embedding":
+                yield BatchRequest(id=request_id, input=user), messages
+                continue
+            request = BatchRequest(
+                id=request_id,
+                messages=[{"role": "user", "content": user}],
+                system=system,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                params=dict(passthrough),
+            )
+            yield request, messages
+
+
+def _prompt_values(
+    spec: PipelineSpec, columns: tuple[str, ...], inputs: Rows
+) -> Iterator[tuple[list[str], Iterable[tuple[str, ...]]]]:
+    """Per slice of rows: the ids, and each row's prompt column values, taken from whole columns (this
+    runs for every row of a partition). Values are ``str()`` of the cell, '' for a null, as
+    `render_messages` reads them."""
+    for part in _slices(spec, inputs):
+        values = [_strings(part[column], "") for column in columns]
+        rows = zip(*values, strict=True) if values else repeat((), part.height)
+        yield _strings(part[spec.id_column], "None"), rows
 
 
 def plan_requests(spec: PipelineSpec, inputs: Rows) -> list[PlannedRequest]:
@@ -114,13 +123,9 @@ def request_keys(spec: PipelineSpec, inputs: Rows) -> pl.DataFrame:
     hasher = RowHasher(spec)
     schema = {"id": pl.String, "request_hash": pl.String}
     parts = [pl.DataFrame(schema=schema)]
-    for part in _slices(spec, inputs):  # column at a time: this runs for every row of the partition
-        values = [_strings(part[column], "") for column in hasher.columns]
-        rows = zip(*values, strict=True) if values else repeat((), part.height)
-        hashes = [hasher.hash(row) for row in rows]
-        parts.append(
-            pl.DataFrame({"id": _strings(part[spec.id_column], None), "request_hash": hashes}, schema=schema)
-        )
+    for ids, rows in _prompt_values(spec, hasher.renderer.columns, inputs):
+        hashes = [hasher.hash(values) for values in rows]
+        parts.append(pl.DataFrame({"id": ids, "request_hash": hashes}, schema=schema))
     return pl.concat(parts)
 
 

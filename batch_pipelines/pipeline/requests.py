@@ -71,10 +71,10 @@ def _hashed_request(version: str, messages: list[Message]) -> str:
     return "".join(parts)
 
 
-class RowHasher:
-    """`request_hash` of each row of one spec from its prompt columns' values, without building the
-    messages: the key pass hashes every row of a partition. Gives what
-    ``request_hash(spec_version(spec), render_messages(spec, row))`` gives."""
+class PromptRenderer:
+    """The system and user text of each row of one spec, from its prompt columns' values (already
+    strings, '' for a null), with a system prompt that reads no column formatted once. Gives the contents
+    `render_messages` gives."""
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.columns = spec.prompt.columns
@@ -85,16 +85,29 @@ class RowHasher:
             if self._system is not None and not template_columns(self._system)
             else None
         )
-        self._tail = ',"role":"user"}],"version":' + encode_basestring_ascii(spec_version(spec)) + "}"
 
-    def hash(self, values: tuple[str, ...]) -> str:
-        """The hash of the row whose prompt columns (`columns` order) hold ``values`` ('' for a null)."""
+    def render(self, values: tuple[str, ...]) -> tuple[str | None, str]:
+        """(system text or None, user text) of the row whose prompt columns hold ``values``, in `columns`
+        order."""
         named = dict(zip(self.columns, values, strict=True))
         system = self._fixed_system
         if system is None and self._system is not None:
             system = self._system.format_map(named)
+        return system, self._user.format_map(named)
+
+
+class RowHasher:
+    """`request_hash` of each row of one spec without building its messages (the key pass hashes every
+    row of a partition): what ``request_hash(spec_version(spec), render_messages(spec, row))`` gives."""
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.renderer = PromptRenderer(spec)
+        self._tail = ',"role":"user"}],"version":' + encode_basestring_ascii(spec_version(spec)) + "}"
+
+    def hash(self, values: tuple[str, ...]) -> str:
+        system, user = self.renderer.render(values)
         head = '{"messages":[' if system is None else '{"messages":[{"content":'
         if system is not None:
             head += encode_basestring_ascii(system) + ',"role":"system"},'
-        text = head + '{"content":' + encode_basestring_ascii(self._user.format_map(named)) + self._tail
+        text = head + '{"content":' + encode_basestring_ascii(user) + self._tail
         return hashlib.sha256(text.encode()).hexdigest()[:32]

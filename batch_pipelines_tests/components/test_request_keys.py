@@ -1,5 +1,6 @@
-"""The key pass (`request_keys`) hashes a partition column by column; each hash must be the one the
-row-at-a-time definition gives, or a re-run would resubmit every item it had answered."""
+"""The key pass (`request_keys`) and the requests (`iter_planned`) read a partition column by column;
+each request and hash must be the one the row-at-a-time definition gives, or a re-run would resubmit
+every item it had answered."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_pipelines.components.requests_for_partition import ParquetRows, request_keys
+from batch_pipelines.components.requests_for_partition import ParquetRows, iter_planned, request_keys
 from batch_pipelines.pipeline import parse_pipeline_spec, spec_version
 from batch_pipelines.pipeline.requests import render_messages, request_hash
 from batch_pipelines_tests.pipeline.specs import declaration
@@ -45,3 +46,17 @@ def test_each_hash_is_the_row_at_a_time_hash(prompt: dict[str, str], tmp_path: P
         assert keys["id"].to_list() == ["101", "102", "103", "104"]
         assert keys["request_hash"].to_list() == expected
     assert len(set(expected)) == (1 if prompt["user"] == "No columns at all" else len(expected))
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_each_request_is_the_row_at_a_time_request(prompt: dict[str, str]) -> None:
+    spec = parse_pipeline_spec(declaration(prompt=prompt, params={"max_tokens": 20, "top_p": 0.5}))
+    version = spec_version(spec)
+    for planned, row in zip(iter_planned(spec, FRAME), FRAME.iter_rows(named=True), strict=True):
+        messages = render_messages(spec, row)
+        request = planned.request
+        assert request.id == str(row["ticket_id"])
+        assert request.system == (messages[0]["content"] if len(messages) == 2 else None)
+        assert request.messages == [messages[-1]]
+        assert (request.max_tokens, request.params) == (20, {"top_p": 0.5})
+        assert planned.request_hash == request_hash(version, messages)
