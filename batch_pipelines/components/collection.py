@@ -84,17 +84,16 @@ async def collect_partition(
     keys = saved_request_keys(layout, spec, partition_key, job_id)
     if keys is None:  # submitted before keys were saved, or another job of the partition was submitted since
         keys = request_keys(spec, layout.read_partition("inputs", spec.name, partition_key))
-    layout.workdir.mkdir(parents=True, exist_ok=True)
     with scratch_folder(layout.workdir, ".collecting-") as folder:
         shared = {"pipeline": spec.name, "partition_key": partition_key, "job_id": job.id}
         answered = ColumnSpool(
-            Path(folder) / "answered",
+            folder / "answered",
             results_frame_schema(spec),
             result_row_columns(spec),
             {**shared, "spec_version": spec_version(spec)},
         )
-        dead = ColumnSpool(Path(folder) / "dead", DEAD_LETTERS_SCHEMA, DEAD_LETTER_COLUMNS, shared)
-        collected_ids = ColumnSpool(Path(folder) / "ids", {"id": pl.String()}, ["id"])
+        dead = ColumnSpool(folder / "dead", DEAD_LETTERS_SCHEMA, DEAD_LETTER_COLUMNS, shared)
+        collected_ids = ColumnSpool(folder / "ids", {"id": pl.String()}, ["id"])
         hashes = HashCursor(keys)
         retry = 0
         try:

@@ -72,7 +72,7 @@ class BatchLauncher:
                     if not await self.store.claim_launch(batch, started):
                         continue  # another process is launching this batch right now
                     batch.launch_started_at, batch.detail = started, LAUNCHING
-                    path = files.get(batch.chunk) or await self._render_chunk(record, batch, Path(tmp))
+                    path = files.get(batch.chunk) or await self._render_chunk(record, batch, tmp)
                     try:
                         state = await self.provider.create_batch(path, kind=record.kind, tags=batch.tags)
                     except ProviderError as error:

@@ -118,7 +118,7 @@ class BatchManager:
             return await self._record_status(job_id)
         with scratch_folder(self.work_dir, "batch-") as tmp:
             try:
-                chunks = await self._prepare(record, requests, Path(tmp))
+                chunks = await self._prepare(record, requests, tmp)
             except Exception:  # (an interrupted prepare is redone by the next submit of this job id)
                 await self.store.discard_unprepared_job(job_id, record.prepare_lease_until)
                 raise
@@ -276,7 +276,7 @@ class BatchManager:
         schema = record.response_schema
         with scratch_folder(self.work_dir, "batch-") as tmp:
             splitter = ChunkSplitter(
-                Path(tmp),
+                tmp,
                 self.provider.limits,
                 lambda r: self.provider.render_line(r, schema),
                 prefix=f"attempt{attempt}",

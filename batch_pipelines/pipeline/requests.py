@@ -53,22 +53,20 @@ def _hashed_request(version: str, messages: list[Message]) -> str:
     """The bytes `_digest` would hash for ``{"version": …, "messages": …}``, written out directly: this
     runs for every row of a partition, twice as fast as the general encoder, and byte for byte the same
     (keys sorted, compact separators, ASCII escapes), so hashes stay those of earlier releases."""
-    parts = ['{"messages":[']
-    for index, message in enumerate(messages):
-        if message.keys() != {"role", "content"}:
-            return json.dumps(
-                {"version": version, "messages": messages}, sort_keys=True, separators=(",", ":"), default=str
-            )
-        parts += (
-            "," if index else "",
-            '{"content":',
-            encode_basestring_ascii(message["content"]),
-            ',"role":',
-            encode_basestring_ascii(message["role"]),
-            "}",
+    if any(message.keys() != {"role", "content"} for message in messages):
+        return json.dumps(
+            {"version": version, "messages": messages}, sort_keys=True, separators=(",", ":"), default=str
         )
-    parts += ('],"version":', encode_basestring_ascii(version), "}")
-    return "".join(parts)
+    listed = ",".join(_message_json(message["role"], message["content"]) for message in messages)
+    return '{"messages":[' + listed + _version_tail(version)
+
+
+def _message_json(role: str, content: str) -> str:
+    return '{"content":' + encode_basestring_ascii(content) + ',"role":' + encode_basestring_ascii(role) + "}"
+
+
+def _version_tail(version: str) -> str:
+    return '],"version":' + encode_basestring_ascii(version) + "}"
 
 
 class PromptRenderer:
@@ -102,12 +100,11 @@ class RowHasher:
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.renderer = PromptRenderer(spec)
-        self._tail = ',"role":"user"}],"version":' + encode_basestring_ascii(spec_version(spec)) + "}"
+        self._tail = _version_tail(spec_version(spec))
 
     def hash(self, values: tuple[str, ...]) -> str:
         system, user = self.renderer.render(values)
-        head = '{"messages":[' if system is None else '{"messages":[{"content":'
+        listed = _message_json("user", user)
         if system is not None:
-            head += encode_basestring_ascii(system) + ',"role":"system"},'
-        text = head + '{"content":' + encode_basestring_ascii(user) + self._tail
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
+            listed = _message_json("system", system) + "," + listed
+        return hashlib.sha256(('{"messages":[' + listed + self._tail).encode()).hexdigest()[:32]

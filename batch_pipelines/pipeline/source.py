@@ -172,7 +172,7 @@ def split_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> I
         return
     with scratch_folder(base_dir, ".partition-staging-") as folder:
         staged = [
-            stage_csv_partition(spec, partition_key, file, Path(folder) / f"{index}.parquet")
+            stage_csv_partition(spec, partition_key, file, folder / f"{index}.parquet")
             for index, file in enumerate(source_files(spec, base_dir))
         ]
         staged_rows = pl.concat([pl.scan_parquet(file) for file in staged], how="diagonal_relaxed")
