@@ -37,15 +37,17 @@ class ResultCollector:
             if batch.ended and not batch.collected:
                 await self.collect(record, batch)
 
-    async def collect(self, record: JobRecord, batch: BatchRecord) -> None:
+    async def collect(self, record: JobRecord, batch: BatchRecord) -> list[BatchResult]:
         """Store a finished batch's results, joined on custom_id, plus one error for each request the
-        provider returned nothing for (expired, cancelled, failed batch)."""
+        provider returned nothing for (expired, cancelled, failed batch). Returns what it stored, one
+        result per request of the batch in line order (a provider may answer in any order)."""
         finisher = ResultFinisher(
             price=record.price,
             response_schema=record.response_schema,
             attempt=batch.attempt,
             provider_batch_id=batch.provider_batch_id,
         )
+        by_line: dict[int, BatchResult] = {}  # (a line answered twice keeps the answer stored last)
         if batch.provider_batch_id is not None:
             members = await self.store.chunk_request_ids(record.id, batch.attempt, batch.chunk)
             buffer: list[BatchResult] = []
@@ -61,10 +63,12 @@ class ResultCollector:
                         "batch %s: skipping unreadable result line (%s)", batch.provider_batch_id, error
                     )
                     continue
-                if parsed.id not in members:
+                line_number = members.get(parsed.id)
+                if line_number is None:
                     logger.warning("batch %s: result for unknown id %r", batch.provider_batch_id, parsed.id)
                     continue
-                buffer.append(finisher.finish(parsed))
+                by_line[line_number] = finisher.finish(parsed)
+                buffer.append(by_line[line_number])
                 if len(buffer) >= STORE_PAGE:
                     await self.store.upsert_results(record.id, buffer)
                     buffer = []
@@ -75,12 +79,15 @@ class ResultCollector:
                     await keep_batch_file(self.archive, batch, "output", Path(copy.name))
         missing = await self.store.unresolved_in_chunk(record.id, batch.attempt, batch.chunk)
         for start in range(0, len(missing), STORE_PAGE):
-            page = missing[start : start + STORE_PAGE]
-            await self.store.upsert_results(
-                record.id, [unreturned_result(batch, rid, line) for rid, line in page]
-            )
+            page = [
+                (line, unreturned_result(batch, rid, line))
+                for rid, line in missing[start : start + STORE_PAGE]
+            ]
+            await self.store.upsert_results(record.id, [result for _line, result in page])
+            by_line.update(page)
         batch.collected = True
         await self.store.save_batch(batch)
+        return [by_line[line] for line in sorted(by_line)]
 
 
 def unreturned_result(batch: BatchRecord, request_id: str, line: int) -> BatchResult:

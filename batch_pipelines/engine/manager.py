@@ -238,8 +238,10 @@ class BatchManager:
     # -- results ---------------------------------------------------------------------------------------
 
     async def iter_results(self, job_id: str) -> AsyncIterator[BatchResult]:
-        """One BatchResult per request, in submission order, streamed from the store after collecting
-        every ended provider batch. Raises JobNotFinishedError while the job is pending or processing.
+        """One BatchResult per request, in submission order. The first read of an ended job yields each
+        provider batch's results as they are collected and stored; later reads stream them from the
+        store (collecting any batch that ended since). Raises JobNotFinishedError while the job is
+        pending or processing.
         For a cancelled job whose batches are still cancelling, their requests read as retryable
         ``cancelled`` errors until the provider ends them (collected on a later call)."""
         view = await self.refresh(job_id)
@@ -248,6 +250,18 @@ class BatchManager:
                 f"job {job_id!r} is {view.status} ({view.detail}); results come once it ends"
             )
         record = await self._record(job_id)
+        batch_records = await self.store.get_batches(job_id)
+        if batch_records and all(batch.ended and not batch.collected for batch in batch_records):
+            # Nothing of the job is stored yet, so its results are exactly what collecting each batch
+            # stores now: yield those instead of reading a million rows back. Chunks are filled in
+            # submission order and each batch's results come in line order.
+            for number, batch in enumerate(batch_records, start=1):
+                collected = await self._collector.collect(record, batch)
+                if number == len(batch_records):
+                    await self._record_status(job_id)
+                for answer in collected:
+                    yield answer
+            return
         await self._collector.collect_ended(record)
         await self._record_status(job_id)
         pages = self.store.result_pages(job_id)

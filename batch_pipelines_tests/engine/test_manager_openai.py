@@ -74,6 +74,39 @@ async def test_one_job_spans_several_provider_batches(
     await provider.aclose()
 
 
+async def test_results_streamed_while_collected_equal_the_stored_ones(
+    emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    """The first read of a job yields each batch's results as they are collected; every later read
+    comes from the store. Both give the same results, in submission order, whatever order the provider
+    answered in."""
+    schema = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}
+    provider = OpenAIProvider(
+        "gpt-4o-mini",
+        base_url=emulator.openai_base_url,
+        api_key="sk-test",
+        limits=BatchLimits(max_requests=5, max_bytes=10**8),
+    )
+    manager = BatchManager(provider, BatchStore(tmp_path / "b.db"))
+    requests = [chat(f"r{i:02d}", f"Classify ticket {i} " + "detail " * i) for i in range(13)]
+    requests[3] = chat("r03", "Classify [[emulator:invalid_request]]")
+    requests[8] = chat("r08", "Classify [[emulator:server_error:1]]")
+    job = await manager.submit(requests, response_schema=schema)
+    assert len(job.provider_batch_ids) == 3
+    await wait_for(manager, job.id)
+    order = _output_order(emulator, job.provider_batch_ids[0])
+    assert order != sorted(order), "the emulator should return lines out of order"
+
+    streamed = await manager.get_results(job.id)
+    stored = await manager.get_results(job.id)
+    assert streamed == stored
+    assert [r.id for r in streamed] == [r.id for r in requests]
+    assert (streamed[3].error_type, streamed[8].error_type) == ("invalid_request", "server_error")
+    assert all(isinstance(r.parsed, dict) for r in streamed if r.ok) and sum(r.ok for r in streamed) == 11
+    assert (await manager.get_job(job.id)).status == BatchStatus.COMPLETED
+    await provider.aclose()
+
+
 async def test_byte_limit_splits_even_when_the_count_allows(
     emulator: EmulatorProcess, admin: httpx.Client
 ) -> None:
