@@ -48,6 +48,10 @@ BASELINE = ["baseline.build", "baseline.upload", "baseline.poll", "baseline.resu
 def stage_functions() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
     name = sys.argv[sys.argv.index("--stage") + 1]
     side = name.split(".")[0]
+    if name == "ours.duckdb":
+        import million_query
+
+        return {name: million_query.duckdb_stage}
     if side in ("ours", "engine"):
         import million_ours as ours
 
@@ -56,7 +60,6 @@ def stage_functions() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
             "ours.submission": ours.submission_stage,
             "ours.completion": ours.completion_stage,
             "ours.results": ours.results_stage,
-            "ours.duckdb": ours.duckdb_stage,
             "engine.submit": ours.engine_submit_stage,
             "engine.completion": ours.engine_completion_stage,
             "engine.results": ours.engine_results_stage,

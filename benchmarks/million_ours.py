@@ -26,9 +26,7 @@ from batch_pipelines.demo.driver import PipelineDriver
 from batch_pipelines.engine import BatchManager, BatchRequest, BatchStore
 from batch_pipelines.pipeline import PipelineSpec, parse_pipeline_spec
 from batch_pipelines.providers import make_provider
-from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines.storage.parquet_files import write_parquet_atomic
-from batch_pipelines.storage.views import read_only_catalog
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 ENQUEUED_TOKENS = 10**13  # a high usage tier: the pool never holds a batch back (the baseline ignores it)
@@ -104,18 +102,6 @@ def results_stage(state: dict[str, Any]) -> dict[str, Any]:
             )
             assert outcome is not None and outcome.success, "the results run failed"
     return {}
-
-
-def duckdb_stage(state: dict[str, Any]) -> dict[str, Any]:
-    layout = StorageLayout.for_workdir(Path(state["workdir"]))
-    with read_only_catalog(layout) as connection:
-        started = time.perf_counter()
-        rows, cost = connection.execute(
-            "SELECT count(*), sum(cost_usd) FROM results WHERE pipeline = 'million'"
-        ).fetchone() or (0, 0.0)
-        took = time.perf_counter() - started
-    assert rows == state["rows"], f"results hold {rows} rows, expected {state['rows']}"
-    return {"result_rows": rows, "cost_usd": round(float(cost or 0.0), 4), "query_s": took}
 
 
 # -- the engine called directly, for the Dagster-layer overhead -------------------------------------------
