@@ -101,6 +101,8 @@ class Lifecycle:
     def ending(self, batch: BatchRecord, now: float) -> tuple[str, float, int] | None:
         """(final status, when, requests completed) once the plan says the batch has ended by ``now``;
         None while it runs. Cheap: producing the results is left to ``refresh``."""
+        if batch.validation_pending:  # (nor does its window run out while the emulator checks the file)
+            return None
         if batch.validation_errors:
             return ("failed", batch.validated_at, 0) if now >= batch.validated_at else None
         if batch.cancel_done_at is not None:
@@ -127,6 +129,8 @@ class Lifecycle:
 
     def progress(self, batch: BatchRecord) -> tuple[int, int]:
         """(completed, failed) requests right now, for a batch that has not ended."""
+        if batch.total == 0:  # (also while its file is being checked: no faults are decided before)
+            return 0, 0
         moment = time.time()
         if batch.cancel_requested_at is not None:
             moment = min(moment, batch.cancel_requested_at)

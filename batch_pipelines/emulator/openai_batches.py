@@ -1,14 +1,21 @@
-"""OpenAI's Batch API: create, retrieve, cancel, list; input-file validation with line numbers."""
+"""OpenAI's Batch API: create, retrieve, cancel, list; input-file validation with line numbers.
+
+As at OpenAI, creating a batch answers `validating` at once: its input file is checked afterwards, in a
+worker thread, and the batch then runs, or fails naming the bad lines.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from batch_pipelines.emulator.config import EmulatorConfig
 from batch_pipelines.emulator.errors import invalid, not_found
 from batch_pipelines.emulator.lifecycle import Lifecycle, new_plan, order_seed
 from batch_pipelines.emulator.model import content_text, count_tokens, embedding_inputs
@@ -113,6 +120,27 @@ class InputCheck:
         self.requests.append(BatchRequest(custom_id, body, line))
 
 
+def check_input(content: bytes, endpoint: str, config: EmulatorConfig, scenario: str | None) -> InputCheck:
+    """Every check of a batch's input file that OpenAI makes while the batch is validating, but the
+    enqueued-token limit (that one depends on the other batches at the moment the check ends)."""
+    limits = config.limits
+    check = InputCheck(content, endpoint, limits.openai_max_requests, config.model.chars_per_token)
+    if check.embedding_inputs > limits.openai_max_embedding_inputs:
+        message = (
+            f"The batch has {check.embedding_inputs} embedding inputs; "
+            f"at most {limits.openai_max_embedding_inputs} are allowed."
+        )
+        check.errors.insert(0, _error_item("too_many_inputs", None, message, None))
+    if len(content) > limits.openai_max_file_bytes:
+        message = f"The input file is larger than {limits.openai_max_file_bytes} bytes."
+        check.errors.insert(0, _error_item("file_too_large", None, message, None))
+    if scenario == "fail_validation" and not check.errors:
+        check.errors = [
+            _error_item("invalid_request", 1, "Line 1 failed validation (emulator scenario).", "body")
+        ]
+    return check
+
+
 def _input_tokens(endpoint: str, body: dict[str, Any], chars_per_token: float) -> int:
     if endpoint == "/v1/embeddings":
         try:
@@ -150,13 +178,19 @@ class BatchRoutes:
     def __init__(self, runtime: Runtime, lifecycle: Lifecycle) -> None:
         self.runtime = runtime
         self.lifecycle = lifecycle
+        self._validations: dict[str, asyncio.Task[None]] = {}
 
     def get(self, batch_id: str) -> BatchRecord:
         batch = self.runtime.store.batches.get(batch_id)
         if batch is None or batch.provider != "openai":
             raise not_found(f"No batch found with id '{batch_id}'.", param="batch_id")
-        self.lifecycle.refresh(batch)
+        self._refresh(batch)
         return batch
+
+    def _refresh(self, batch: BatchRecord) -> None:
+        if batch.validation_pending:
+            self._start_validation(batch)
+        self.lifecycle.refresh(batch)
 
     async def create(self, request: Request) -> Response:
         body = parse_json_object(await request.body())
@@ -190,27 +224,50 @@ class BatchRoutes:
                 "batches need purpose 'batch'.",
                 param="input_file_id",
             )
-        content = self.runtime.store.contents[input_file.id]
-        check = InputCheck(content, endpoint, config.limits.openai_max_requests, config.model.chars_per_token)
-        if check.embedding_inputs > config.limits.openai_max_embedding_inputs:
-            message = (
-                f"The batch has {check.embedding_inputs} embedding inputs; "
-                f"at most {config.limits.openai_max_embedding_inputs} are allowed."
-            )
-            check.errors.insert(0, _error_item("too_many_inputs", None, message, None))
-        if len(content) > config.limits.openai_max_file_bytes:
-            message = f"The input file is larger than {config.limits.openai_max_file_bytes} bytes."
-            check.errors.insert(0, _error_item("file_too_large", None, message, None))
-        scenario = self.runtime.take_scenario("openai")
+        created_at = time.time()
+        batch = BatchRecord(
+            id=new_id("batch_"),
+            provider="openai",
+            created_at=created_at,
+            total=0,
+            order_seed="",
+            endpoint=endpoint,
+            input_file_id=input_file.id,
+            metadata=metadata,
+            scenario=self.runtime.take_scenario("openai"),
+            validation_pending=True,
+            validated_at=math.inf,
+            work_done_at=math.inf,
+            finalized_at=math.inf,
+            expires_at=created_at + config.scaled(config.lifecycle.completion_window_s),
+        )
+        self.runtime.store.save_batch(batch)
+        self.runtime.counters["batches_created.openai"] += 1
+        self._start_validation(batch)
+        return JSONResponse(self.to_api(batch))
+
+    def _start_validation(self, batch: BatchRecord) -> None:
+        """Check the batch's input file in a worker thread (again after a restart left it unchecked)."""
+        if batch.id in self._validations:
+            return
+        task = asyncio.get_running_loop().create_task(self._validate(batch))
+        self._validations[batch.id] = task
+        task.add_done_callback(lambda _task: self._validations.pop(batch.id, None))
+
+    async def _validate(self, batch: BatchRecord) -> None:
+        config = self.runtime.config
+        content = self.runtime.store.contents.get(batch.input_file_id, b"")
+        check = await asyncio.to_thread(check_input, content, batch.endpoint, config, batch.scenario)
+        batch.validation_pending = False
+        if batch.cancel_requested_at is not None:
+            self.runtime.store.save_batch(batch)  # cancelled before its file was checked: runs nothing
+            return
         errors = check.errors
-        if scenario == "fail_validation" and not errors:
-            errors = [
-                _error_item("invalid_request", 1, "Line 1 failed validation (emulator scenario).", "body")
-            ]
         model = check.model or ""
         limit = config.limits.enqueued_token_limit(model)
         if not errors and (
-            scenario == "token_limit_exceeded" or self.lifecycle.enqueued_tokens(model) + check.tokens > limit
+            batch.scenario == "token_limit_exceeded"
+            or self.lifecycle.enqueued_tokens(model) + check.tokens > limit
         ):
             message = (
                 f"Enqueued token limit reached for {model} in organization org-emulator. "
@@ -218,31 +275,18 @@ class BatchRoutes:
                 "Please try again once some in_progress batches have been completed."
             )
             errors = [_error_item("token_limit_exceeded", None, message, None)]
-        created_at = time.time()
-        plan = new_plan(config, created_at, len(check.requests), scenario)
-        custom_ids = [r.custom_id for r in check.requests]
-        batch = BatchRecord(
-            id=new_id("batch_"),
-            provider="openai",
-            created_at=created_at,
-            total=0 if errors else len(check.requests),
-            order_seed=order_seed(config.seed, custom_ids),
-            endpoint=endpoint,
-            input_file_id=input_file.id,
-            metadata=metadata,
-            model=check.model,
-            enqueued_tokens=check.tokens,
-            validation_errors=errors,
-            scenario=scenario,
-            requests=[] if errors else check.requests,
-            validated_at=plan.validated_at,
-            work_done_at=plan.work_done_at,
-            finalized_at=plan.finalized_at,
-            expires_at=plan.expires_at,
-        )
+        # The plan starts when the check ends, or as planned if it ended within the validating time.
+        started = max(batch.created_at, time.time() - config.scaled(config.lifecycle.validating_s))
+        plan = new_plan(config, started, len(check.requests), batch.scenario)
+        batch.total = 0 if errors else len(check.requests)
+        batch.order_seed = order_seed(config.seed, [r.custom_id for r in check.requests])
+        batch.model = check.model
+        batch.enqueued_tokens = check.tokens
+        batch.validation_errors = errors
+        batch.requests = [] if errors else check.requests
+        batch.validated_at, batch.work_done_at = plan.validated_at, plan.work_done_at
+        batch.finalized_at, batch.expires_at = plan.finalized_at, plan.expires_at
         self.runtime.store.save_batch(batch)
-        self.runtime.counters["batches_created.openai"] += 1
-        return JSONResponse(self.to_api(batch))
 
     async def retrieve(self, request: Request) -> Response:
         return JSONResponse(self.to_api(self.get(request.path_params["batch_id"])))
@@ -269,7 +313,7 @@ class BatchRoutes:
             batches = batches[ids.index(after) + 1 :] if after in ids else []
         page = batches[:limit]
         for batch in page:
-            self.lifecycle.refresh(batch)
+            self._refresh(batch)
         return JSONResponse(page_envelope([self.to_api(b) for b in page], has_more=len(batches) > limit))
 
     def to_api(self, batch: BatchRecord) -> dict[str, Any]:

@@ -72,6 +72,9 @@ class BatchRecord:
     model: str | None = None
     enqueued_tokens: int = 0
     validation_errors: list[dict[str, Any]] = field(default_factory=list)
+    # An OpenAI input file is checked after the create call answers; until then the plan's instants
+    # lie at infinity and the batch reads as validating.
+    validation_pending: bool = False
     scenario: str | None = None
     cancel_requested_at: float | None = None
     cancel_done_at: float | None = None

@@ -30,6 +30,8 @@ def test_a_batch_runs_to_completion_and_results_join_on_custom_id(client: openai
         metadata={"job": "t1"},
     )
     assert created.status == "validating"
+    # As at OpenAI, the create call does not wait for the file to be checked: nothing is counted yet.
+    assert created.request_counts is not None and created.request_counts.total == 0
     assert created.metadata == {"job": "t1"}
     batch = wait_for_batch(client, created.id)
 
