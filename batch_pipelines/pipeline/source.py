@@ -6,10 +6,11 @@ Everything else goes to the rejects table with the reason; it never sinks the pa
 on the other hand, are a declaration error and fail loudly, as does a file that cannot be read.
 
 The partition is read and split a batch at a time (`split_partition`), so it is never held whole however
-large the file. Duplicate ids are found by a first pass over the id column that keeps only the ids seen
-more than once; the second pass checks each batch against that list. polars' own CSV reader holds a
-large share of the file in memory (and reading bytes that are not UTF-8 lossily needs it), so CSV
-files are read here in blocks (`csv_blocks`) and the partition's rows staged to Parquet first.
+large the file. Duplicate ids are found by a first pass that copies the id column to a file and groups it
+there with DuckDB, spilling to disk (`duplicated_ids`), keeping only the ids seen more than once; the
+second pass checks each batch against that list. polars' own CSV reader holds a large share of the file
+in memory (and reading bytes that are not UTF-8 lossily needs it), so CSV files are read here in blocks
+(`csv_blocks`) and the partition's rows staged to Parquet first.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 from batch_pipelines.pipeline.context_windows import CHARS_PER_TOKEN, context_window
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.scratch import scratch_folder
+from batch_pipelines.storage.spilling import spilling_duckdb, sql_path
 from batch_pipelines.storage.tables import REJECTS_SCHEMA
 
 # Providers that restrict request ids (a batch line's custom_id); a row whose id breaks the rule is rejected
@@ -160,7 +162,7 @@ def split_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> I
                 compact, streamable=True, projection_pushdown=True, predicate_pushdown=True
             )
         try:
-            checks = row_checks(spec, schema, duplicated_ids(spec, rows))
+            checks = row_checks(spec, schema, duplicated_ids(spec, rows, base_dir))
             if spec.source.sql is None and spec.source.file_format not in ("csv", "jsonl"):
                 keep = partition_filter(spec, partition_key, schema)
                 batches: Iterable[pl.DataFrame] = parquet_batches(source_files(spec, base_dir), schema, keep)
@@ -177,7 +179,7 @@ def split_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> I
         ]
         staged_rows = pl.concat([pl.scan_parquet(file) for file in staged], how="diagonal_relaxed")
         staged_schema = staged_rows.collect_schema()
-        checks = row_checks(spec, staged_schema, duplicated_ids(spec, staged_rows))
+        checks = row_checks(spec, staged_schema, duplicated_ids(spec, staged_rows, base_dir))
         yield from split_batches(
             spec,
             partition_key,
@@ -187,17 +189,18 @@ def split_partition(spec: PipelineSpec, partition_key: str, base_dir: Path) -> I
         )
 
 
-def duplicated_ids(spec: PipelineSpec, rows: pl.LazyFrame) -> pl.Series:
-    """The ids that appear more than once (a pass over the id column only; memory grows with the
-    number of distinct ids, not with the rows)."""
-    return (
-        rows.select(pl.col(spec.id_column).cast(pl.String))
-        .drop_nulls()
-        .group_by(spec.id_column)
-        .agg(pl.len().alias("count"))
-        .filter(pl.col("count") > 1)
-        .collect(engine="streaming")[spec.id_column]
-    )
+def duplicated_ids(spec: PipelineSpec, rows: pl.LazyFrame, base_dir: Path) -> pl.Series:
+    """The ids (as text) that appear more than once in `rows`. The id column is streamed to a Parquet
+    file in a scratch folder under `base_dir` and grouped there by DuckDB, which spills to disk past its
+    memory limit: memory does not grow with the number of distinct ids (a polars group_by held them all)."""
+    with scratch_folder(base_dir, ".partition-ids-") as folder:
+        ids = folder / "ids.parquet"
+        rows.select(pl.col(spec.id_column).cast(pl.String).alias("id")).drop_nulls().sink_parquet(ids)
+        with spilling_duckdb(folder) as connection:
+            duplicated = connection.sql(
+                f"SELECT id FROM read_parquet({sql_path(ids)}) GROUP BY id HAVING count(*) > 1"
+            ).pl()
+    return duplicated["id"].cast(pl.String).alias(spec.id_column)
 
 
 def staged_batches(files: list[Path], schema: pl.Schema) -> Iterator[pl.DataFrame]:

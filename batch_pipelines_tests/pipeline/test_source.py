@@ -158,3 +158,30 @@ def test_only_bytes_that_are_not_utf8_reject_a_csv_row_and_a_genuine_replacement
     parquet_partition = read_partition(parse_pipeline_spec(declaration()), "2026-11-01", tmp_path)
     assert parquet_partition.accepted["subject"].to_list() == ["\ufffd"]
     assert parquet_partition.rejects.height == 0
+
+
+def test_an_id_repeated_in_another_file_is_rejected_in_both(tmp_path: Path) -> None:
+    first = [
+        {"ticket_id": "a", "created_at": "2026-11-01T01:00:00", "subject": "s", "body": "b"},
+        {"ticket_id": "x", "created_at": "2026-11-01T02:00:00", "subject": "s", "body": "b"},
+    ]
+    second = [
+        {"ticket_id": "x", "created_at": "2026-11-01T03:00:00", "subject": "s", "body": "b"},
+        {"ticket_id": "c", "created_at": "2026-11-01T04:00:00", "subject": "s", "body": "b"},
+    ]
+    (tmp_path / "data").mkdir()
+    for name, rows in (("1", first), ("2", second)):
+        frame = pl.DataFrame(rows)
+        frame.write_csv(tmp_path / "data" / f"{name}.csv")
+        frame.with_columns(pl.col("created_at").str.to_datetime()).write_parquet(
+            tmp_path / "data" / f"{name}.parquet"
+        )
+    for spec in (
+        parse_pipeline_spec(declaration(source={"path": "data/*.csv"})),
+        parse_pipeline_spec(declaration()),
+    ):
+        partition = read_partition(spec, "2026-11-01", tmp_path)
+        assert partition.accepted["ticket_id"].to_list() == ["a", "c"]
+        assert partition.rejects["row_number"].to_list() == [1, 2]
+        assert partition.rejects["reason"].to_list() == ["id is not unique in column 'ticket_id'"] * 2
+    assert not list(tmp_path.glob(".partition-*"))  # no scratch folder left behind
