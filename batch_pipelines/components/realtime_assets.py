@@ -15,7 +15,6 @@ import asyncio
 from dataclasses import dataclass
 
 import dagster as dg
-import polars as pl
 
 from batch_pipelines.components.engine_session import open_engine
 from batch_pipelines.components.input_asset import input_key
@@ -131,19 +130,18 @@ def build_realtime_results_asset(
             outcome = asyncio.run(answer_realtime(setup, context.partition_key, urgent_only=False))
         except (MissingInputError, PriorityColumnError) as error:
             raise failure_for_good(error) from None
-        inputs = batch_engine.layout(spec).read_partition(
-            "inputs", spec.name, context.partition_key, columns=[spec.id_column]
-        )
-        input_ids = inputs[spec.id_column].cast(pl.String).unique()
         context.log.info(
             f"answered {outcome.summary.answered} item(s) realtime, dead-lettered "
             f"{outcome.summary.dead_lettered}; {outcome.skipped_settled} were already settled"
         )
+        checks = evaluate_results_checks(
+            spec, batch_engine.layout(spec), context.partition_key, outcome.tables, retry_in_flight=0
+        )
         return dg.MaterializeResult(
-            check_results=evaluate_results_checks(spec, outcome.tables, input_ids, 0),
+            check_results=checks.results,
             metadata={
                 **realtime_metadata(outcome),
-                **partition_tables_metadata(outcome.tables, len(input_ids)),
+                **partition_tables_metadata(outcome.tables, checks.input_items),
             },
         )
 

@@ -6,7 +6,6 @@ It is materialized by the completion sensor, with the job id in a run tag.
 import asyncio
 
 import dagster as dg
-import polars as pl
 
 from batch_pipelines.components.collection import CollectionOutcome, JobStillRunningError, collect_partition
 from batch_pipelines.components.engine_session import latest_job_id, open_engine
@@ -78,24 +77,22 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
             outcome = asyncio.run(collect())
         except JobStillRunningError as error:
             raise failure_for_good(error) from None
-        inputs = layout.read_partition("inputs", spec.name, partition_key, columns=[spec.id_column])
-        input_ids = inputs[spec.id_column].cast(pl.String).unique()
         if outcome.collected_elsewhere:
             context.log.info(
                 f"another run collected this attempt and resubmitted; attempt {outcome.job.attempt} is "
                 "running, and the completion sensor requests its results run when it ends"
             )
         in_flight = outcome.resubmitted or int(outcome.collected_elsewhere)
-        checks = evaluate_results_checks(spec, outcome.tables, input_ids, in_flight)
+        checks = evaluate_results_checks(spec, layout, partition_key, outcome.tables, in_flight)
         if outcome.resubmitted:
             context.log.info(
                 f"resubmitted {outcome.resubmitted} transient failure(s) as attempt {outcome.job.attempt}"
             )
         return dg.MaterializeResult(
-            check_results=checks,
+            check_results=checks.results,
             metadata={
                 **job_progress_metadata(outcome.job),
-                **partition_tables_metadata(outcome.tables, len(input_ids)),
+                **partition_tables_metadata(outcome.tables, checks.input_items),
                 "answered_this_run": dg.MetadataValue.int(outcome.answered_now),
                 "resubmitted": dg.MetadataValue.int(outcome.resubmitted),
             },

@@ -4,18 +4,29 @@ dead-letter share within the pipeline's threshold."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 import jsonschema
 import polars as pl
+import pyarrow.parquet as pq
 
 from batch_pipelines.components.collection import PartitionTables
 from batch_pipelines.pipeline.spec import PipelineSpec
+from batch_pipelines.scratch import scratch_folder
+from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines.storage.spilling import spilling_duckdb, sql_path
 
 IDS_UNIQUE = "ids_unique"
 ITEMS_ACCOUNTED_FOR = "every_input_item_accounted_for"
 RESPONSES_MATCH_SCHEMA = "responses_match_schema"
 DEAD_LETTER_SHARE = "dead_letter_share_within_threshold"
+
+EXAMPLES = 10  # ids named in a check's metadata
+# What the id checks read for a partition whose results file was never written.
+NO_RESULTS = "(SELECT CAST(NULL AS VARCHAR) AS id WHERE false)"
 
 
 def results_check_specs(spec: PipelineSpec, results_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
@@ -46,50 +57,82 @@ def results_check_specs(spec: PipelineSpec, results_key: dg.AssetKey) -> list[dg
     return specs
 
 
+@dataclass(frozen=True)
+class ResultsChecks:
+    """The checks' outcomes, and the number of distinct input items they counted (for the metadata)."""
+
+    results: list[dg.AssetCheckResult]
+    input_items: int
+
+
+@dataclass(frozen=True)
+class IdSample:
+    """How many ids a query found, and the smallest of them (at most EXAMPLES)."""
+
+    count: int
+    examples: list[str]
+
+
 def evaluate_results_checks(
     spec: PipelineSpec,
+    layout: StorageLayout,
+    partition_key: str,
     tables: PartitionTables,
-    input_ids: pl.Series,
     retry_in_flight: int,
-) -> list[dg.AssetCheckResult]:
-    """The results asset's checks, over the files just written (scanned, never loaded whole)."""
-    results, dead_letters = tables.results, tables.dead_letters
-    duplicated = results.group_by("id").len().filter(pl.col("len") > 1).select("id").collect()["id"].to_list()
-    checks = [
-        dg.AssetCheckResult(
-            check_name=IDS_UNIQUE,
-            passed=not duplicated,
-            metadata={"duplicated_ids": len(duplicated), "examples": ", ".join(sorted(duplicated)[:10])},
-        )
-    ]
-    accounted = pl.concat([results.select("id").collect()["id"], dead_letters["id"]]).implode()
-    missing = input_ids.filter(~input_ids.is_in(accounted)).sort().to_list()
-    checks.append(
-        dg.AssetCheckResult(
-            check_name=ITEMS_ACCOUNTED_FOR,
-            passed=not missing,
-            severity=dg.AssetCheckSeverity.WARN if retry_in_flight else dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "input_items": len(input_ids),
-                "results": tables.result_count,
-                "dead_letters": dead_letters.height,
-                "unaccounted": len(missing),
-                "retry_in_flight": retry_in_flight,
-                "examples": ", ".join(missing[:10]),
-            },
-        )
-    )
-    checks.append(dead_letter_share_check(spec, dead_letters, len(input_ids)))
-    if spec.response_schema is not None:
-        invalid = _invalid_responses(spec.response_schema, results)
-        checks.append(
+) -> ResultsChecks:
+    """The results asset's checks over the partition's files. The id checks run in DuckDB within a fixed
+    memory limit (spilling to a scratch folder) and the schema check streams the responses, so the checks
+    take about the same memory at 1M rows as at 5M."""
+    with scratch_folder(layout.workdir, ".checks-") as folder:
+        results_file = layout.local_partition_file("results", spec.name, partition_key, folder)
+        inputs_file = layout.local_partition_file("inputs", spec.name, partition_key, folder)
+        if inputs_file is None:
+            location = layout.partition_location("inputs", spec.name, partition_key)
+            raise FileNotFoundError(f"no inputs partition {partition_key!r} of {spec.name!r} at {location}")
+        inputs = f"read_parquet({sql_path(inputs_file)})"
+        results = f"read_parquet({sql_path(results_file)})" if results_file else NO_RESULTS
+        with spilling_duckdb(folder) as connection:
+            connection.register("dead_letters", tables.dead_letters.select("id").to_arrow())
+            duplicated = _duplicated_ids(connection, results)
+            input_items = _distinct_input_ids(connection, inputs, spec.id_column)
+            unaccounted = _unaccounted_ids(connection, inputs, spec.id_column, results)
+        checks = [
             dg.AssetCheckResult(
-                check_name=RESPONSES_MATCH_SCHEMA,
-                passed=not invalid,
-                metadata={"invalid_responses": len(invalid), "examples": ", ".join(invalid[:10])},
+                check_name=IDS_UNIQUE,
+                passed=not duplicated.count,
+                metadata={"duplicated_ids": duplicated.count, "examples": ", ".join(duplicated.examples)},
+            ),
+            items_accounted_for_check(tables, input_items, unaccounted, retry_in_flight),
+            dead_letter_share_check(spec, tables.dead_letters, input_items),
+        ]
+        if spec.response_schema is not None:
+            invalid = _invalid_responses(spec.response_schema, results_file)
+            checks.append(
+                dg.AssetCheckResult(
+                    check_name=RESPONSES_MATCH_SCHEMA,
+                    passed=not invalid.count,
+                    metadata={"invalid_responses": invalid.count, "examples": ", ".join(invalid.examples)},
+                )
             )
-        )
-    return checks
+    return ResultsChecks(results=checks, input_items=input_items)
+
+
+def items_accounted_for_check(
+    tables: PartitionTables, input_items: int, unaccounted: IdSample, retry_in_flight: int
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=ITEMS_ACCOUNTED_FOR,
+        passed=not unaccounted.count,
+        severity=dg.AssetCheckSeverity.WARN if retry_in_flight else dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "input_items": input_items,
+            "results": tables.result_count,
+            "dead_letters": tables.dead_letters.height,
+            "unaccounted": unaccounted.count,
+            "retry_in_flight": retry_in_flight,
+            "examples": ", ".join(unaccounted.examples),
+        },
+    )
 
 
 def partition_tables_metadata(tables: PartitionTables, input_items: int) -> dict[str, dg.MetadataValue]:
@@ -127,16 +170,71 @@ def dead_letter_share_check(
     )
 
 
-def _invalid_responses(schema: dict[str, object], results: pl.LazyFrame) -> list[str]:
+def _duplicated_ids(connection: duckdb.DuckDBPyConnection, results: str) -> IdSample:
+    return _id_sample(connection, f"SELECT id FROM {results} GROUP BY id HAVING count(*) > 1")
+
+
+def _distinct_input_ids(connection: duckdb.DuckDBPyConnection, inputs: str, id_column: str) -> int:
+    # (a null id counts as one item, as a polars `unique()` counted it)
+    [(count,)] = connection.execute(
+        f"SELECT count(*) FROM (SELECT DISTINCT {_input_id(id_column)} FROM {inputs})"
+    ).fetchall()
+    return int(count)
+
+
+def _unaccounted_ids(
+    connection: duckdb.DuckDBPyConnection, inputs: str, id_column: str, results: str
+) -> IdSample:
+    """Distinct input ids with neither a result nor a dead letter."""
+    return _id_sample(
+        connection,
+        f"""
+        SELECT input_ids.id FROM (SELECT DISTINCT {_input_id(id_column)} AS id FROM {inputs}) AS input_ids
+        ANTI JOIN (SELECT id FROM {results} UNION ALL SELECT id FROM dead_letters) AS accounted
+            ON input_ids.id = accounted.id
+        WHERE input_ids.id IS NOT NULL
+        """,
+    )
+
+
+def _id_sample(connection: duckdb.DuckDBPyConnection, ids_query: str) -> IdSample:
+    """The count and the smallest ids of a query's `id` column; `min(id, n)` keeps only n of them."""
+    [(count, smallest)] = connection.execute(
+        f"SELECT count(*), min(id, {EXAMPLES}) FROM ({ids_query})"
+    ).fetchall()
+    return IdSample(count=int(count), examples=list(smallest or []))
+
+
+def _input_id(id_column: str) -> str:
+    """The input id column as text, as the results and dead letters hold it."""
+    quoted = '"' + id_column.replace('"', '""') + '"'
+    return f"CAST({quoted} AS VARCHAR)"
+
+
+def _invalid_responses(schema: dict[str, object], results_file: Path | None) -> IdSample:
+    """The ids whose response is missing, not JSON or not valid under the schema (the first few in file
+    order), read a row group at a time."""
+    if results_file is None:
+        return IdSample(count=0, examples=[])
     validator = jsonschema.Draft202012Validator(schema)
-    invalid = []
-    for page in results.select("id", "response").collect_batches():
-        for item_id, response in page.iter_rows():
-            try:
-                document = json.loads(response) if response is not None else None
-            except json.JSONDecodeError:
-                invalid.append(item_id)
+    count = 0
+    examples: list[str] = []
+    for batch in pq.ParquetFile(results_file).iter_batches(columns=["id", "response"]):
+        ids, responses = batch.column("id").to_pylist(), batch.column("response").to_pylist()
+        for item_id, response in zip(ids, responses, strict=True):
+            if _is_valid_response(validator, response):
                 continue
-            if document is None or not validator.is_valid(document):
-                invalid.append(item_id)
-    return invalid
+            count += 1
+            if len(examples) < EXAMPLES:
+                examples.append(item_id)
+    return IdSample(count=count, examples=examples)
+
+
+def _is_valid_response(validator: jsonschema.Draft202012Validator, response: str | None) -> bool:
+    if response is None:
+        return False
+    try:
+        document = json.loads(response)
+    except json.JSONDecodeError:
+        return False
+    return document is not None and bool(validator.is_valid(document))

@@ -139,6 +139,22 @@ class StorageLayout:
         path = self.partition_path(table, pipeline, partition_key)
         return path.exists() if self.remote is None else self.remote.exists(table, pipeline, partition_key)
 
+    def local_partition_file(
+        self, table: str, pipeline: str, partition_key: str, folder: Path
+    ) -> Path | None:
+        """One partition's file at a local path, for readers that take a path (DuckDB, pyarrow): the file
+        itself, or on S3 a copy downloaded into `folder`; None when it was never written."""
+        path = self.partition_path(table, pipeline, partition_key)
+        if self.remote is None:
+            return path if path.exists() else None
+        if not self.remote.exists(table, pipeline, partition_key):
+            return None
+        copy = folder / f"{table}-{path.name}"
+        self.remote.client.download_file(
+            self.remote.location.bucket, self.remote.partition_key(table, pipeline, partition_key), str(copy)
+        )
+        return copy
+
     def partition_keys(self, table: str, pipeline: str) -> list[str]:
         """The keys of the partitions written to a table for one pipeline."""
         check_partition_key(pipeline)

@@ -133,6 +133,22 @@ def test_partitions_round_trip_and_missing_ones_read_empty(aws_endpoint: str, bu
         S3Location.parse("/local/path")
 
 
+def test_a_partition_file_is_downloaded_for_readers_that_take_a_path(
+    tmp_path: Path, aws_endpoint: str, bucket: str
+) -> None:
+    tables = S3Tables(
+        client=boto3.client("s3", endpoint_url=aws_endpoint), location=S3Location.parse(f"s3://{bucket}/p")
+    )
+    layout = StorageLayout.for_workdir(tmp_path / "work", remote=tables)
+    frame = pl.DataFrame({"id": ["a", "b"]})
+    layout.write_partition(frame, "results", "tickets", "2026-11-01")
+
+    copy = layout.local_partition_file("results", "tickets", "2026-11-01", tmp_path)
+    assert copy is not None and copy.parent == tmp_path
+    assert pl.read_parquet(copy).equals(frame)
+    assert layout.local_partition_file("results", "tickets", "2026-11-02", tmp_path) is None
+
+
 def test_duckdb_reads_the_s3_server_named_in_the_environment(
     tmp_path: Path, aws_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
