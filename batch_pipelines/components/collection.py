@@ -8,14 +8,19 @@ file always covers the whole partition, and each file is replaced in one step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from batch_pipelines.components.requests_for_partition import request_keys, saved_request_keys
+from batch_pipelines.components.requests_for_partition import (
+    ParquetRows,
+    iter_key_pairs,
+    saved_request_keys_file,
+    write_request_keys,
+)
 from batch_pipelines.engine import BatchJob, BatchManager, BatchResult, JobNotFinishedError
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -81,10 +86,17 @@ async def collect_partition(
             f"job {job_id!r} is {job.status.value} ({job.detail}); the completion sensor requests this "
             "partition's results run when it ends"
         )
-    keys = saved_request_keys(layout, spec, partition_key, job_id)
-    if keys is None:  # submitted before keys were saved, or another job of the partition was submitted since
-        keys = request_keys(spec, layout.read_partition("inputs", spec.name, partition_key))
     with scratch_folder(layout.workdir, ".collecting-") as folder:
+        keys_file = saved_request_keys_file(layout, spec, partition_key, job_id, folder)
+        if keys_file is None:  # submitted before keys were saved, or the partition has a later job since
+            keys_file = folder / "keys.parquet"
+            local_inputs = layout.local_partition_file("inputs", spec.name, partition_key, folder)
+            inputs = (
+                ParquetRows(local_inputs)
+                if local_inputs
+                else layout.read_partition("inputs", spec.name, partition_key)  # (raises, naming it)
+            )
+            write_request_keys(spec, inputs, keys_file)
         shared = {"pipeline": spec.name, "partition_key": partition_key, "job_id": job.id}
         answered = ColumnSpool(
             folder / "answered",
@@ -94,7 +106,7 @@ async def collect_partition(
         )
         dead = ColumnSpool(folder / "dead", DEAD_LETTERS_SCHEMA, DEAD_LETTER_COLUMNS, shared)
         collected_ids = ColumnSpool(folder / "ids", {"id": pl.String()}, ["id"])
-        hashes = HashCursor(keys)
+        hashes = HashCursor(iter_key_pairs(keys_file))
         retry = 0
         try:
             async for result in manager.iter_results(job_id):
@@ -118,10 +130,10 @@ async def collect_partition(
             spec,
             layout,
             partition_key,
-            keys,
+            pl.scan_parquet(keys_file),
             answered_rows,
             dead_rows,
-            collected_ids.scan().collect()["id"],
+            collected_ids.scan(),
         )
     if retry:
         job = await manager.retry_failed(job_id)
@@ -134,29 +146,28 @@ def write_partition_tables(
     spec: PipelineSpec,
     layout: StorageLayout,
     partition_key: str,
-    keys: pl.DataFrame,
+    keys: pl.LazyFrame,
     answered: pl.LazyFrame,
     dead: pl.LazyFrame,
-    collected_ids: pl.Series,
+    collected_ids: pl.LazyFrame,
 ) -> PartitionTables:
     """Merge newly collected result and dead-letter rows into the partition's files and replace each in
     one step; rows of earlier collections for other ids stay. `keys` holds the partition's `id` and
-    `request_hash` columns (joined on when the rows lack `request_hash`); `collected_ids` every id this
-    collection decided. The results are streamed from the new rows and the old file into the new file,
-    never held whole."""
+    `request_hash` columns (joined on when the rows lack `request_hash`); `collected_ids` (an `id`
+    column) every id this collection decided. The results are streamed from the new rows and the old
+    file into the new file, never held whole; the id sets are read only when there are earlier rows to
+    merge."""
     schema = results_frame_schema(spec)
-    hashes = keys.lazy().unique("id", keep="first")
-    ids_now = collected_ids.implode()
-    known_ids = keys["id"].implode()
+    hashes = keys.unique("id", keep="first")
     answered_now = (
         _with_request_hash(answered, hashes)
         .select(list(schema))
         .with_columns(pl.col("request_hash").fill_null(""))
     )
     merged_results = answered_now
-    if layout.partition_exists("results", spec.name, partition_key):  # (the id sets cost ~100 B a row)
-        earlier = layout.scan_partition("results", spec.name, partition_key, schema=schema).filter(
-            ~pl.col("id").is_in(ids_now) & pl.col("id").is_in(known_ids)
+    if layout.partition_exists("results", spec.name, partition_key):
+        earlier = _still_standing(
+            layout.scan_partition("results", spec.name, partition_key, schema=schema), keys, collected_ids
         )
         merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed")
     layout.write_partition(merged_results, "results", spec.name, partition_key)
@@ -170,13 +181,20 @@ def write_partition_tables(
     merged_dead = dead_now.sort("id").collect()
     earlier_dead = layout.read_partition("dead_letters", spec.name, partition_key, schema=DEAD_LETTERS_SCHEMA)
     if earlier_dead.height:
-        answered_ids = results.select("id").collect()["id"].implode()
-        still_dead = earlier_dead.filter(
-            ~pl.col("id").is_in(ids_now) & ~pl.col("id").is_in(answered_ids) & pl.col("id").is_in(known_ids)
+        answered_ids = results.select("id")
+        still_dead = _still_standing(earlier_dead.lazy(), keys, collected_ids).join(
+            answered_ids, on="id", how="anti", maintain_order="left"
         )
-        merged_dead = pl.concat([still_dead, merged_dead]).sort("id")
+        merged_dead = pl.concat([still_dead.collect(), merged_dead]).sort("id")
     layout.write_partition(merged_dead, "dead_letters", spec.name, partition_key)
     return partition_tables(spec, layout, partition_key, merged_dead)
+
+
+def _still_standing(earlier: pl.LazyFrame, keys: pl.LazyFrame, collected_ids: pl.LazyFrame) -> pl.LazyFrame:
+    """Earlier rows whose id this collection did not decide again and that is still an input."""
+    return earlier.join(collected_ids.select("id"), on="id", how="anti", maintain_order="left").join(
+        keys.select("id"), on="id", how="semi", maintain_order="left"
+    )
 
 
 def partition_tables(
@@ -220,8 +238,8 @@ class HashCursor:
     no id-to-hash table is built. An id out of step ends the walk (`in_step` False): the hashes are
     then joined on afterwards."""
 
-    def __init__(self, keys: pl.DataFrame) -> None:
-        self._pairs = keys.select("id", "request_hash").iter_rows()
+    def __init__(self, keys: Iterable[tuple[str, str]]) -> None:
+        self._pairs = iter(keys)
         self.in_step = True
 
     def hash_of(self, item_id: str) -> str | None:

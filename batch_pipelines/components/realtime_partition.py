@@ -146,10 +146,10 @@ async def answer_partition_realtime(
         spec,
         layout,
         partition_key,
-        keys,
+        keys.lazy(),
         pl.DataFrame(answered_rows, schema=results_row_schema(spec)).lazy(),
         pl.DataFrame(dead_rows, schema=dead_row_schema()).lazy(),
-        pl.Series("id", [r.id for r in outcomes], dtype=pl.String),
+        pl.LazyFrame({"id": [r.id for r in outcomes]}, schema={"id": pl.String}),
     )
     return RealtimePartitionOutcome(
         summary=summary,

@@ -13,6 +13,7 @@ from itertools import repeat
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch_pipelines.engine.models import BatchRequest
@@ -23,7 +24,8 @@ from batch_pipelines.storage.layout import StorageLayout
 _REQUEST_FIELDS = ("max_tokens", "temperature")
 SLICE_ROWS = 50_000
 KEY_SEPARATOR = "\x1f"
-KEYS_SCHEMA: dict[str, pl.DataType] = {"id": pl.String(), "request_hash": pl.String(), "job_id": pl.String()}
+KEY_COLUMNS: dict[str, pl.DataType] = {"id": pl.String(), "request_hash": pl.String()}
+KEYS_ARROW_SCHEMA = pa.schema([("id", pa.string()), ("request_hash", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -118,34 +120,62 @@ def plan_requests(spec: PipelineSpec, inputs: Rows) -> list[PlannedRequest]:
     return list(iter_planned(spec, inputs))
 
 
-def request_keys(spec: PipelineSpec, inputs: Rows) -> pl.DataFrame:
-    """`id` and `request_hash` of every input row, in input order."""
+def key_slices(spec: PipelineSpec, inputs: Rows) -> Iterator[pl.DataFrame]:
+    """`id` and `request_hash` of every input row, in input order, a slice at a time."""
     hasher = RowHasher(spec)
-    schema = {"id": pl.String, "request_hash": pl.String}
-    parts = [pl.DataFrame(schema=schema)]
     for ids, rows in _prompt_values(spec, hasher.renderer.columns, inputs):
         hashes = [hasher.hash(values) for values in rows]
-        parts.append(pl.DataFrame({"id": ids, "request_hash": hashes}, schema=schema))
-    return pl.concat(parts)
+        yield pl.DataFrame({"id": ids, "request_hash": hashes}, schema=KEY_COLUMNS)
+
+
+def request_keys(spec: PipelineSpec, inputs: Rows) -> pl.DataFrame:
+    """`id` and `request_hash` of every input row, in input order, in memory (see `write_request_keys`)."""
+    return pl.concat([pl.DataFrame(schema=KEY_COLUMNS), *key_slices(spec, inputs)])
+
+
+def write_request_keys(spec: PipelineSpec, inputs: Rows, path: Path) -> int:
+    """`request_keys` streamed to a Parquet file a slice at a time (~64 B a row held otherwise); returns
+    the row count."""
+    rows = 0
+    with pq.ParquetWriter(path, KEYS_ARROW_SCHEMA) as writer:
+        for part in key_slices(spec, inputs):
+            writer.write_table(part.to_arrow().cast(KEYS_ARROW_SCHEMA))
+            rows += part.height
+    return rows
 
 
 def save_request_keys(
-    layout: StorageLayout, spec: PipelineSpec, partition_key: str, keys: pl.DataFrame, job_id: str
+    layout: StorageLayout, spec: PipelineSpec, partition_key: str, keys_file: Path, job_id: str
 ) -> None:
-    """Keep the keys a job was submitted with, so collecting its results need not render every row again."""
-    job = pl.lit(job_id, dtype=pl.Categorical()).alias("job_id")  # (stored once, not once a row)
-    layout.write_partition(keys.with_columns(job), "request_keys", spec.name, partition_key)
+    """Keep the keys a job was submitted with (`keys_file`, as `write_request_keys` wrote it), so collecting
+    its results need not render every row again. Streamed, a row group at a time."""
+    job = pl.lit(job_id, dtype=pl.Categorical()).alias("job_id")  # (stored once a row group, not once a row)
+    with layout.partition_writer("request_keys", spec.name, partition_key) as saved:
+        for batch in pq.ParquetFile(keys_file).iter_batches(batch_size=SLICE_ROWS):
+            saved.write(pl.DataFrame(pl.from_arrow(batch)).with_columns(job))
 
 
-def saved_request_keys(
-    layout: StorageLayout, spec: PipelineSpec, partition_key: str, job_id: str
-) -> pl.DataFrame | None:
-    """The `id` and `request_hash` columns saved when `job_id` was submitted; None when the partition's
-    last submission was another job (or saved none)."""
-    saved = layout.read_partition("request_keys", spec.name, partition_key, schema=KEYS_SCHEMA)
-    if saved.height == 0 or saved["job_id"][0] != job_id:
+def saved_request_keys_file(
+    layout: StorageLayout, spec: PipelineSpec, partition_key: str, job_id: str, folder: Path
+) -> Path | None:
+    """A local Parquet file of the `id` and `request_hash` columns saved when `job_id` was submitted (the
+    partition's own file, or a copy in `folder` when it is on S3); None when the partition's last
+    submission was another job (or saved none)."""
+    path = layout.local_partition_file("request_keys", spec.name, partition_key, folder)
+    if path is None:
         return None
-    return saved.select("id", "request_hash")
+    saved = pq.ParquetFile(path)
+    if saved.metadata.num_rows == 0:
+        return None
+    first = saved.read_row_group(0, columns=["job_id"]).column("job_id")[0].as_py()
+    return path if first == job_id else None
+
+
+def iter_key_pairs(keys_file: Path) -> Iterator[tuple[str, str]]:
+    """(id, request hash) of each row of a keys file, in its order, a row group in memory at a time."""
+    keys = pq.ParquetFile(keys_file)
+    for batch in keys.iter_batches(batch_size=SLICE_ROWS, columns=["id", "request_hash"]):
+        yield from zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True)
 
 
 def joined_keys(keys: pl.DataFrame) -> pl.Series:
@@ -153,12 +183,14 @@ def joined_keys(keys: pl.DataFrame) -> pl.Series:
     return keys.select(pl.concat_str("id", pl.lit(KEY_SEPARATOR), "request_hash").alias("key")).to_series()
 
 
-def submission_job_id(spec: PipelineSpec, partition_key: str, keys: pl.DataFrame) -> str:
-    """Stable for the same set of requests (`id`, `request_hash` columns), so re-running a submission
-    never submits twice."""
+def submission_job_id(spec: PipelineSpec, partition_key: str, sorted_keys: Iterable[pa.RecordBatch]) -> str:
+    """Stable for the same set of requests, so re-running a submission never submits twice: a hash over
+    the (`id`, `request_hash`) pairs in the order of their ids (`sorted_keys`, record batches of those two
+    columns)."""
     digest = hashlib.sha256()
-    order = keys["id"].arg_sort()  # (positions, not a sorted copy of the keys)
-    for start in range(0, len(order), SLICE_ROWS):
-        part = keys.select("id", "request_hash")[order[start : start + SLICE_ROWS]]
-        digest.update("".join(f"{rid}\x1f{rhash}\x1e" for rid, rhash in part.iter_rows()).encode())
+    for batch in sorted_keys:
+        lines = pl.DataFrame(pl.from_arrow(batch)).select(
+            pl.concat_str("id", pl.lit("\x1f"), "request_hash", pl.lit("\x1e")).str.join("")
+        )
+        digest.update(lines.item().encode())
     return f"{spec.name}.{partition_key}.{digest.hexdigest()[:12]}"

@@ -10,13 +10,13 @@ KEYS = pl.DataFrame({"id": ["a", "b", "c", "d"], "request_hash": ["ha", "hb", "h
 
 
 def test_results_in_key_order_find_their_hashes_skipping_settled_ids() -> None:
-    cursor = HashCursor(KEYS)
+    cursor = HashCursor(KEYS.iter_rows())
     assert [cursor.hash_of(item_id) for item_id in ("b", "d")] == ["hb", "hd"]
     assert cursor.in_step
 
 
 def test_a_result_out_of_step_gives_no_hash_and_hands_over_to_the_join() -> None:
-    cursor = HashCursor(KEYS)
+    cursor = HashCursor(KEYS.iter_rows())
     assert cursor.hash_of("c") == "hc"
     assert cursor.hash_of("a") is None  # behind the walk: the walk cannot go back
     assert not cursor.in_step

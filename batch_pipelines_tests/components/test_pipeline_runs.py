@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 
@@ -11,6 +12,7 @@ import polars as pl
 
 from batch_pipelines.components import BatchEngineResource, DuckDBResource
 from batch_pipelines.components.engine_session import open_engine, page_jobs
+from batch_pipelines.components.requests_for_partition import request_keys
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines_tests.components.conftest import ROWS_PER_DAY, PipelineHarness
 
@@ -99,6 +101,25 @@ def test_a_row_edited_while_its_batch_ran_is_asked_again(harness: PipelineHarnes
     metadata = materialization_metadata(again, SUBMISSION)
     assert metadata["items_submitted"] == 1
     assert metadata["items_already_answered"] == ROWS_PER_DAY - 1
+
+
+def test_a_partitions_job_id_hashes_its_keys_in_id_byte_order(harness: PipelineHarness) -> None:
+    """The job id of a partition is what it has always been (a hash over its (id, request hash) pairs in
+    the UTF-8 byte order of the ids): a partition submitted by an earlier release keeps its job, so
+    re-running its submission creates no second one."""
+    tickets = pl.read_parquet(harness.workdir / "data" / "tickets.parquet")
+    odd_ids = ["é-1", "Z-2", "a-3", "中-4", "🙂-5", "a-10"]
+    day = tickets.filter(pl.col("created_at").dt.day() == 2).with_columns(ticket_id=pl.Series(odd_ids))
+    day.write_parquet(harness.workdir / "data" / "tickets.parquet")
+    harness.submit("2026-11-02")
+    [request] = harness.wait_for_run_requests()
+    job_id = str(request.run_key).split(":")[0]
+
+    inputs = harness.engine.layout(harness.spec).read_partition("inputs", "tickets", "2026-11-02")
+    pairs = sorted(request_keys(harness.spec, inputs).iter_rows(), key=lambda pair: pair[0].encode())
+    digest = hashlib.sha256("".join(f"{rid}\x1f{rhash}\x1e" for rid, rhash in pairs).encode())
+    assert job_id == f"tickets.2026-11-02.{digest.hexdigest()[:12]}"
+    assert [rid for rid, _ in pairs] == ["Z-2", "a-10", "a-3", "é-1", "中-4", "🙂-5"]
 
 
 def test_sensor_reports_progress_as_numeric_observations(harness: PipelineHarness) -> None:
