@@ -158,7 +158,7 @@ def write_partition_tables(
     file into the new file, never held whole; the id sets are read only when there are earlier rows to
     merge."""
     schema = results_frame_schema(spec)
-    hashes = keys.unique("id", keep="first")
+    hashes = keys.select("id", "request_hash").unique("id", keep="first")
     answered_now = (
         _with_request_hash(answered, hashes)
         .select(list(schema))
