@@ -35,6 +35,13 @@ def results_runs(home: Path) -> list[dg.DagsterRun]:
         return list(instance.get_runs(filters=dg.RunsFilter(job_name=RESULTS_JOB)))
 
 
+def all_collected(open_jobs: int, runs: list[dg.DagsterRun], base_url: str) -> bool:
+    if open_jobs or any(not run.is_finished for run in runs):
+        return False
+    run_keys = {run.tags.get("dagster/run_key") for run in runs}
+    return len(run_keys) >= read_openai_ledger(base_url).batches
+
+
 # Real daemon and webserver processes (under a minute on a 2-core machine). The results runs (one per
 # provider batch, retries included) are the bulk of it, so two partitions: two jobs open across the restart.
 @pytest.mark.timeout(1200)
@@ -73,10 +80,13 @@ def test_sensor_resumes_after_the_daemon_is_killed_with_jobs_open(
             dagster.restart_daemon()
             assert submitter.open_jobs() == PARTITIONS  # the restart came before any job ended
 
+            # Done when no job is open, every results run has finished, and every provider batch has had
+            # its run: the tick that closes a job asks for its run only as the tick ends, so "no open job
+            # and no unfinished run" alone also holds for a moment before the last run exists.
             deadline = time.monotonic() + 300
-            while submitter.open_jobs() or any(not run.is_finished for run in results_runs(home)):
+            while not all_collected(submitter.open_jobs(), results_runs(home), emulator.openai_base_url):
                 if time.monotonic() > deadline:
-                    pytest.fail(f"jobs still open after 300 s\n{dagster.logs()}")
+                    pytest.fail(f"jobs still open or uncollected after 300 s\n{dagster.logs()}")
                 time.sleep(0.25)
             runs = results_runs(home)
 
