@@ -37,23 +37,38 @@ def sqs(aws_endpoint: str, aws_credentials: None) -> object:
     return boto3.client("sqs", endpoint_url=aws_endpoint)
 
 
-@pytest.fixture
-async def sqs_queue(sqs: object, postgres_url: str) -> AsyncIterator[SqsWorkQueue]:
+async def _queue(sqs: object, postgres_url: str, visibility_timeout_s: float) -> AsyncIterator[SqsWorkQueue]:
     queue = SqsWorkQueue.create(
         sqs,
         f"tickets-{uuid.uuid4().hex[:8]}",
         ledger_url=postgres_url,
         max_attempts=2,
-        visibility_timeout_s=1,
+        visibility_timeout_s=visibility_timeout_s,
     )
     await queue.initialize()
     yield queue
     await queue.close()
 
 
+@pytest.fixture
+async def sqs_queue(sqs: object, postgres_url: str) -> AsyncIterator[SqsWorkQueue]:
+    """Leases of 1 s, so the tests of expiring leases and redrives run quickly."""
+    async for queue in _queue(sqs, postgres_url, visibility_timeout_s=1):
+        yield queue
+
+
+@pytest.fixture
+async def worked_queue(sqs: object, postgres_url: str) -> AsyncIterator[SqsWorkQueue]:
+    """Leases long enough for any call on a loaded machine: with 1 s ones, a worker slower than that sees
+    its item delivered again (as SQS should), and the test would count one item answered twice."""
+    async for queue in _queue(sqs, postgres_url, visibility_timeout_s=60):
+        yield queue
+
+
 async def test_workers_answer_every_item_through_sqs(
-    emulator: EmulatorProcess, sqs_queue: SqsWorkQueue
+    emulator: EmulatorProcess, worked_queue: SqsWorkQueue
 ) -> None:
+    sqs_queue = worked_queue
     provider = make_realtime_provider(
         "openai", model="gpt-4o-mini", base_url=emulator.openai_base_url, api_key="sk-test"
     )
