@@ -1,7 +1,9 @@
 """The model requests one input partition stands for, each with the hash of what shapes it.
 
 A partition may hold millions of rows, so requests are produced one at a time (`iter_planned`) and the
-hashes kept as two columns (`request_keys`), never as a million Python objects.
+keys (id, request hash) a slice at a time (`key_slices`): streamed to a Parquet file for submission and
+collection (`write_request_keys`, `iter_key_pairs`), or gathered as two columns for small partitions
+(`request_keys`), never as a million Python objects.
 """
 
 from __future__ import annotations
