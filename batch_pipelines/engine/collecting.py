@@ -16,7 +16,7 @@ from batch_pipelines.engine.models import BatchResult, BatchStatus
 from batch_pipelines.engine.records import BatchRecord, JobRecord
 from batch_pipelines.engine.results import ResultFinisher
 from batch_pipelines.engine.store import BatchStore
-from batch_pipelines.providers.base import BatchProvider
+from batch_pipelines.wire.provider import BatchProvider
 
 logger = logging.getLogger(__name__)
 

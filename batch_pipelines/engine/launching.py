@@ -18,8 +18,8 @@ from batch_pipelines.engine.models import BatchRequest, BatchStatus
 from batch_pipelines.engine.records import LAUNCHING, QUEUED, BatchRecord, JobRecord
 from batch_pipelines.engine.splitting import Chunk
 from batch_pipelines.engine.store import BatchStore
-from batch_pipelines.providers.base import BatchProvider, ProviderBatchState
 from batch_pipelines.scratch import scratch_folder
+from batch_pipelines.wire.provider import BatchProvider, ProviderBatchState
 
 logger = logging.getLogger(__name__)
 

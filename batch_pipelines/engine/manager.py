@@ -33,8 +33,8 @@ from batch_pipelines.engine.records import QUEUED, JobRecord
 from batch_pipelines.engine.results import check_response_schema
 from batch_pipelines.engine.splitting import Chunk, ChunkSplitter
 from batch_pipelines.engine.store import BatchStore, RequestRow
-from batch_pipelines.providers.base import BatchProvider, ProviderBatchState
 from batch_pipelines.scratch import scratch_folder
+from batch_pipelines.wire.provider import BatchProvider, ProviderBatchState
 
 logger = logging.getLogger(__name__)
 

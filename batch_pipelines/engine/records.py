@@ -7,7 +7,7 @@ from typing import Any
 
 from batch_pipelines.engine.models import BatchStatus, RequestKind
 from batch_pipelines.engine.pricing import ModelPrice
-from batch_pipelines.providers.base import LineError
+from batch_pipelines.wire.provider import LineError
 
 QUEUED = "queued"  # raw_status of a batch recorded as intent, not created at the provider yet
 LAUNCHING = "queued: launching"  # detail of an intent whose create call a process has claimed

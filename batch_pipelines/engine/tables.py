@@ -18,7 +18,7 @@ from batch_pipelines.engine.answer_columns import (
 from batch_pipelines.engine.models import BatchResult, BatchStatus
 from batch_pipelines.engine.pricing import ModelPrice
 from batch_pipelines.engine.records import BatchRecord, JobRecord
-from batch_pipelines.providers.base import LineError
+from batch_pipelines.wire.provider import LineError
 
 OPEN_STATUSES = (BatchStatus.PENDING.value, BatchStatus.PROCESSING.value)
 

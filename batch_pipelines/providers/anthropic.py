@@ -11,12 +11,12 @@ from typing import Any
 
 import msgspec
 
-from batch_pipelines.engine.errors import classify
-from batch_pipelines.engine.limits import BatchLimits
-from batch_pipelines.engine.models import BatchRequest, BatchResult, BatchStatus, RequestKind
-from batch_pipelines.engine.pricing import ModelPrice, price_for
-from batch_pipelines.providers.base import ProviderBatchState
 from batch_pipelines.providers.http import ProviderHTTP
+from batch_pipelines.wire.errors import classify
+from batch_pipelines.wire.limits import BatchLimits
+from batch_pipelines.wire.pricing import ModelPrice, price_for
+from batch_pipelines.wire.provider import ProviderBatchState
+from batch_pipelines.wire.requests import BatchRequest, BatchResult, BatchStatus, RequestKind
 
 # msgspec: 3× the stdlib encoder and faster decoding on our lines (benchmarks/million.py, extras.json).
 _encode = msgspec.json.Encoder().encode

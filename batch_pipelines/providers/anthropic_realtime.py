@@ -9,8 +9,6 @@ from typing import Any
 
 import httpx
 
-from batch_pipelines.engine.models import BatchRequest
-from batch_pipelines.engine.pricing import ModelPrice, price_for
 from batch_pipelines.providers.anthropic import (
     API_VERSION,
     DEFAULT_BASE_URL,
@@ -28,6 +26,8 @@ from batch_pipelines.providers.realtime import (
     header_int,
     seconds_until,
 )
+from batch_pipelines.wire.pricing import ModelPrice, price_for
+from batch_pipelines.wire.requests import BatchRequest
 
 
 class AnthropicRealtimeProvider:

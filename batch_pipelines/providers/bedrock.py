@@ -27,12 +27,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batch_pipelines.engine.errors import TRANSIENT_TYPES, ProviderError, classify
-from batch_pipelines.engine.limits import BatchLimits
-from batch_pipelines.engine.models import BatchRequest, BatchResult, BatchStatus, RequestKind
-from batch_pipelines.engine.pricing import ModelPrice, price_for
 from batch_pipelines.providers.anthropic import message_params, result_from_message
-from batch_pipelines.providers.base import ProviderBatchState
+from batch_pipelines.wire.errors import TRANSIENT_TYPES, ProviderError, classify
+from batch_pipelines.wire.limits import BatchLimits
+from batch_pipelines.wire.pricing import ModelPrice, price_for
+from batch_pipelines.wire.provider import ProviderBatchState
+from batch_pipelines.wire.requests import BatchRequest, BatchResult, BatchStatus, RequestKind
 
 T = TypeVar("T")
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from batch_pipelines.providers.anthropic import AnthropicProvider
-from batch_pipelines.providers.base import BatchProvider
 from batch_pipelines.providers.bedrock import BedrockProvider
 from batch_pipelines.providers.local import LocalProvider
 from batch_pipelines.providers.openai import OpenAIProvider
+from batch_pipelines.wire.provider import BatchProvider
 
 PROVIDERS: dict[str, type[OpenAIProvider] | type[AnthropicProvider]] = {
     "openai": OpenAIProvider,

@@ -25,7 +25,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base, wait_exponential_jitter
 
-from batch_pipelines.engine.errors import ProviderError, classify
+from batch_pipelines.wire.errors import ProviderError, classify
 
 logger = logging.getLogger(__name__)
 

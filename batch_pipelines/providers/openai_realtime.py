@@ -9,8 +9,6 @@ from typing import Any
 
 import httpx
 
-from batch_pipelines.engine.models import BatchRequest
-from batch_pipelines.engine.pricing import DEFAULT_OUTPUT_TOKENS, ModelPrice, price_for
 from batch_pipelines.providers.http import ProviderHTTP
 from batch_pipelines.providers.openai import DEFAULT_BASE_URL, request_body, result_from_body
 from batch_pipelines.providers.realtime import (
@@ -21,6 +19,8 @@ from batch_pipelines.providers.realtime import (
     estimate_prompt_tokens,
     header_int,
 )
+from batch_pipelines.wire.pricing import DEFAULT_OUTPUT_TOKENS, ModelPrice, price_for
+from batch_pipelines.wire.requests import BatchRequest
 
 PATHS = {"chat": "/chat/completions", "embedding": "/embeddings"}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")

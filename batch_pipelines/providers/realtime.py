@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 import httpx
 
-from batch_pipelines.engine.errors import ProviderError
-from batch_pipelines.engine.models import BatchRequest, BatchResult
-from batch_pipelines.engine.pricing import ModelPrice
 from batch_pipelines.providers.http import error_from_response
+from batch_pipelines.wire.errors import ProviderError
+from batch_pipelines.wire.pricing import ModelPrice
+from batch_pipelines.wire.requests import BatchRequest, BatchResult
 
 CHARS_PER_TOKEN = 3.5  # a little below the usual ~4, so estimates err on the high side
 MESSAGE_OVERHEAD_TOKENS = 4

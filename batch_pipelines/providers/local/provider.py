@@ -15,15 +15,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from batch_pipelines.engine.limits import BatchLimits
-from batch_pipelines.engine.models import BatchRequest, BatchResult, BatchStatus, RequestKind
-from batch_pipelines.engine.pricing import ModelPrice
-from batch_pipelines.providers.base import ProviderBatchState
 from batch_pipelines.providers.local.batch_table import BatchTable, LocalBatch
 from batch_pipelines.providers.local.model_source import local_extra_missing, resolve_model_path
 from batch_pipelines.providers.local.output_lines import EMBEDDINGS_URL
 from batch_pipelines.providers.local.worker import STOP_FILE, lock_is_free, start_worker
 from batch_pipelines.providers.openai import parse_output_line, request_body
+from batch_pipelines.wire.limits import BatchLimits
+from batch_pipelines.wire.pricing import ModelPrice
+from batch_pipelines.wire.provider import ProviderBatchState
+from batch_pipelines.wire.requests import BatchRequest, BatchResult, BatchStatus, RequestKind
 from batch_pipelines.workdir import resolve_workdir
 
 BATCHES_FOLDER = "local_batches"
