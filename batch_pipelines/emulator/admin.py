@@ -90,6 +90,20 @@ class AdminRoutes:
             }
         )
 
+    async def forget_batch(self, request: Request) -> Response:
+        """Forget a batch and its result files, as a provider does past its retention period: retrieving
+        it answers 404 from now on."""
+        batch_id = request.path_params["batch_id"]
+        store = self.runtime.store
+        batch = store.batches.get(batch_id)
+        if batch is None:
+            raise ApiError(404, f"No batch found with id '{batch_id}'.")
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                store.delete_file(file_id)
+        store.delete_batch(batch_id)
+        return JSONResponse({"id": batch_id, "deleted": True})
+
     async def reset_stats(self, request: Request) -> Response:
         self.runtime.counters.clear()
         return JSONResponse({"reset": True})

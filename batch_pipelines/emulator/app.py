@@ -104,6 +104,7 @@ class EmulatorApp:
             Route("/_emulator/scenarios", admin.list_scenarios, methods=["GET"]),
             Route("/_emulator/scenarios", self._admin(admin.queue_scenario), methods=["POST"]),
             Route("/_emulator/scenarios", admin.clear_scenarios, methods=["DELETE"]),
+            Route("/_emulator/batches/{batch_id}", self._admin(admin.forget_batch), methods=["DELETE"]),
             Route("/_emulator/stats", admin.stats, methods=["GET"]),
             Route("/_emulator/stats", admin.reset_stats, methods=["DELETE"]),
         ]

@@ -259,6 +259,8 @@ class BatchRoutes:
         content = self.runtime.store.contents.get(batch.input_file_id, b"")
         check = await asyncio.to_thread(check_input, content, batch.endpoint, config, batch.scenario)
         batch.validation_pending = False
+        if batch.id not in self.runtime.store.batches:
+            return  # forgotten through the admin API while its file was checked
         if batch.cancel_requested_at is not None:
             self.runtime.store.save_batch(batch)  # cancelled before its file was checked: runs nothing
             return

@@ -199,6 +199,10 @@ class EmulatorProcess:
     def queue_scenario(self, name: str, provider: str | None = None, count: int = 1) -> None:
         self._admin("POST", "scenarios", {"name": name, "provider": provider, "count": count})
 
+    def forget_batch(self, batch_id: str) -> None:
+        """Make the emulator forget a batch and its result files (a provider past its retention period)."""
+        self._admin("DELETE", f"batches/{batch_id}")
+
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._admin("GET", "stats")
         return result

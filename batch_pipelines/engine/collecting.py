@@ -11,9 +11,10 @@ import tempfile
 from pathlib import Path
 
 from batch_pipelines.engine.batch_files import BatchFileArchive, keep_batch_file
-from batch_pipelines.engine.errors import classify
+from batch_pipelines.engine.errors import BatchNotFoundError, classify
+from batch_pipelines.engine.launching import mark_lost
 from batch_pipelines.engine.models import BatchResult, BatchStatus
-from batch_pipelines.engine.records import BatchRecord, JobRecord
+from batch_pipelines.engine.records import LOST, BatchRecord, JobRecord
 from batch_pipelines.engine.results import ResultFinisher
 from batch_pipelines.engine.store import BatchStore
 from batch_pipelines.wire.provider import BatchProvider
@@ -48,30 +49,35 @@ class ResultCollector:
             provider_batch_id=batch.provider_batch_id,
         )
         by_line: dict[int, BatchResult] = {}  # (a line answered twice keeps the answer stored last)
-        if batch.provider_batch_id is not None:
+        if batch.provider_batch_id is not None and batch.raw_status != LOST:
             members = await self.store.chunk_request_ids(record.id, batch.attempt, batch.chunk)
             buffer: list[BatchResult] = []
             # A copy of the output for the archive (deleted when closed, or collected on an error).
             copy = tempfile.NamedTemporaryFile(suffix=".jsonl") if self.archive is not None else None  # noqa: SIM115
-            async for line in self.provider.iter_result_lines(batch.provider_batch_id):
-                if copy is not None:
-                    copy.write(line if line.endswith(b"\n") else line + b"\n")
-                try:
-                    parsed = self.provider.parse_result_line(line)
-                except (ValueError, KeyError, TypeError, IndexError) as error:
-                    logger.warning(
-                        "batch %s: skipping unreadable result line (%s)", batch.provider_batch_id, error
-                    )
-                    continue
-                line_number = members.get(parsed.id)
-                if line_number is None:
-                    logger.warning("batch %s: result for unknown id %r", batch.provider_batch_id, parsed.id)
-                    continue
-                by_line[line_number] = finisher.finish(parsed)
-                buffer.append(by_line[line_number])
-                if len(buffer) >= STORE_PAGE:
-                    await self.store.upsert_results(record.id, buffer)
-                    buffer = []
+            try:
+                async for line in self.provider.iter_result_lines(batch.provider_batch_id):
+                    if copy is not None:
+                        copy.write(line if line.endswith(b"\n") else line + b"\n")
+                    try:
+                        parsed = self.provider.parse_result_line(line)
+                    except (ValueError, KeyError, TypeError, IndexError) as error:
+                        logger.warning(
+                            "batch %s: skipping unreadable result line (%s)", batch.provider_batch_id, error
+                        )
+                        continue
+                    line_number = members.get(parsed.id)
+                    if line_number is None:
+                        logger.warning(
+                            "batch %s: result for unknown id %r", batch.provider_batch_id, parsed.id
+                        )
+                        continue
+                    by_line[line_number] = finisher.finish(parsed)
+                    buffer.append(by_line[line_number])
+                    if len(buffer) >= STORE_PAGE:
+                        await self.store.upsert_results(record.id, buffer)
+                        buffer = []
+            except BatchNotFoundError as error:  # its results were deleted before we read them all
+                mark_lost(batch, error)
             await self.store.upsert_results(record.id, buffer)
             if copy is not None:
                 with copy:
@@ -96,6 +102,12 @@ def unreturned_result(batch: BatchRecord, request_id: str, line: int) -> BatchRe
     if line_error is not None:
         error_type, retryable = classify(line_error.code, line_error.message)
         message = line_error.message
+    elif batch.raw_status == LOST:
+        error_type, retryable = "batch_lost", True
+        message = (
+            f"the provider no longer knows batch {batch.provider_batch_id} ({batch.error_message}); "
+            "the request was not answered"
+        )
     elif batch.detail == "expired" or batch.raw_status == "expired":
         error_type, retryable = "batch_expired", True
         message = "the batch expired before this request ran"

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from batch_pipelines.wire.errors import TRANSIENT_TYPES, BatchEngineError, ProviderError, classify
+from batch_pipelines.wire.errors import (
+    TRANSIENT_TYPES,
+    BatchEngineError,
+    BatchNotFoundError,
+    ProviderError,
+    classify,
+)
 
 __all__ = [
     "TRANSIENT_TYPES",
     "BatchEngineError",
+    "BatchNotFoundError",
     "BudgetExceededError",
     "DuplicateRequestIdError",
     "JobNotFinishedError",

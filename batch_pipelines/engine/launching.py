@@ -15,7 +15,7 @@ from pathlib import Path
 from batch_pipelines.engine.batch_files import BatchFileArchive, keep_batch_file
 from batch_pipelines.engine.errors import ProviderError
 from batch_pipelines.engine.models import BatchRequest, BatchStatus
-from batch_pipelines.engine.records import LAUNCHING, QUEUED, BatchRecord, JobRecord
+from batch_pipelines.engine.records import LAUNCHING, LOST, QUEUED, BatchRecord, JobRecord
 from batch_pipelines.engine.splitting import Chunk
 from batch_pipelines.engine.store import BatchStore
 from batch_pipelines.scratch import scratch_folder
@@ -158,4 +158,27 @@ def mark_rejected(batch: BatchRecord, error: ProviderError) -> None:
     batch.detail = f"rejected: {error.error_type}"
     batch.ended = True
     batch.error_code = error.error_type
+    batch.error_message = str(error.args[0])
+
+
+def mark_lost(batch: BatchRecord, error: ProviderError) -> None:
+    """The provider no longer knows the batch: it has ended for us, and every request of it that has no
+    stored result is collected as a retryable ``batch_lost`` failure (resubmitted as a new attempt)."""
+    logger.warning(
+        "job %s: provider batch %s (attempt %d, chunk %d, %d requests) is lost: %s no longer knows it (%s); "
+        "its unanswered requests are resubmitted as a new attempt",
+        batch.job_id,
+        batch.provider_batch_id,
+        batch.attempt,
+        batch.chunk,
+        batch.request_count,
+        error.provider,
+        error.args[0],
+    )
+    batch.raw_status = LOST
+    batch.phase = BatchStatus.FAILED
+    batch.detail = "lost: the provider no longer knows this batch"
+    batch.ended = True
+    batch.completed = batch.failed = batch.input_tokens = batch.output_tokens = 0
+    batch.error_code = "batch_lost"
     batch.error_message = str(error.args[0])

@@ -20,13 +20,14 @@ from batch_pipelines.engine import preparation
 from batch_pipelines.engine.batch_files import BatchFileArchive
 from batch_pipelines.engine.collecting import ResultCollector
 from batch_pipelines.engine.errors import (
+    BatchNotFoundError,
     BudgetExceededError,
     DuplicateRequestIdError,
     JobNotFinishedError,
     JobNotFoundError,
     ProviderError,
 )
-from batch_pipelines.engine.launching import BatchLauncher, apply_state, intent
+from batch_pipelines.engine.launching import BatchLauncher, apply_state, intent, mark_lost
 from batch_pipelines.engine.models import BatchJob, BatchRequest, BatchResult, BatchStatus, RequestKind
 from batch_pipelines.engine.pricing import DEFAULT_OUTPUT_TOKENS
 from batch_pipelines.engine.records import QUEUED, JobRecord
@@ -198,7 +199,10 @@ class BatchManager:
         record = await self._record(job_id)
         for batch in await self.store.get_batches(job_id):
             if batch.provider_batch_id and not batch.ended:
-                apply_state(batch, await self.provider.get_batch(batch.provider_batch_id))
+                try:
+                    apply_state(batch, await self.provider.get_batch(batch.provider_batch_id))
+                except BatchNotFoundError as error:
+                    mark_lost(batch, error)
                 await self.store.save_batch(batch)
         await self._launcher.launch_queued(record, {})
         return await self._record_status(job_id)
@@ -219,7 +223,10 @@ class BatchManager:
                 batch.raw_status, batch.phase, batch.detail = "cancelled", BatchStatus.CANCELLED, "cancelled"
                 batch.ended = True
             else:
-                apply_state(batch, await self._cancel_provider_batch(batch.provider_batch_id))
+                try:
+                    apply_state(batch, await self._cancel_provider_batch(batch.provider_batch_id))
+                except BatchNotFoundError as error:
+                    mark_lost(batch, error)
             await self.store.save_batch(batch)
         logger.info("job %s (%s): cancel requested", job_id, record.provider)
         return await self._record_status(job_id)
@@ -227,6 +234,8 @@ class BatchManager:
     async def _cancel_provider_batch(self, batch_id: str) -> ProviderBatchState:
         try:
             return await self.provider.cancel_batch(batch_id)
+        except BatchNotFoundError:
+            raise
         except ProviderError:
             # A batch that ended since our last poll cannot be cancelled, and the provider says so with a
             # 4xx; its final state is what we want to record then.

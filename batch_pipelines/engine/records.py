@@ -11,6 +11,7 @@ from batch_pipelines.wire.provider import LineError
 
 QUEUED = "queued"  # raw_status of a batch recorded as intent, not created at the provider yet
 LAUNCHING = "queued: launching"  # detail of an intent whose create call a process has claimed
+LOST = "lost"  # raw_status of a batch the provider answered it no longer knows
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from batch_pipelines.providers.http import ProviderHTTP
-from batch_pipelines.wire.errors import classify
+from batch_pipelines.wire.errors import BatchNotFoundError, ProviderError, classify
 from batch_pipelines.wire.limits import BatchLimits
 from batch_pipelines.wire.pricing import ModelPrice, price_for
 from batch_pipelines.wire.provider import ProviderBatchState
@@ -127,14 +127,20 @@ class AnthropicProvider:
         return candidates[0] if len(candidates) == 1 else None
 
     async def get_batch(self, batch_id: str) -> ProviderBatchState:
-        return _state(await self._http.request_json("GET", f"/v1/messages/batches/{batch_id}"))
+        try:
+            return _state(await self._http.request_json("GET", f"/v1/messages/batches/{batch_id}"))
+        except ProviderError as error:
+            raise _not_found_as(error) from None
 
     async def cancel_batch(self, batch_id: str) -> ProviderBatchState:
         return _state(await self._http.request_json("POST", f"/v1/messages/batches/{batch_id}/cancel"))
 
     async def iter_result_lines(self, batch_id: str) -> AsyncIterator[bytes]:
-        async for line in self._http.stream_lines(f"/v1/messages/batches/{batch_id}/results"):
-            yield line
+        try:
+            async for line in self._http.stream_lines(f"/v1/messages/batches/{batch_id}/results"):
+                yield line
+        except ProviderError as error:
+            raise _not_found_as(error) from None
 
     def parse_result_line(self, line: bytes) -> BatchResult:
         record = _decode(line)
@@ -212,6 +218,13 @@ async def _requests_body(path: Path) -> AsyncIterator[bytes]:
             yield stripped if first else b"," + stripped
             first = False
     yield b"]}"
+
+
+def _not_found_as(error: ProviderError) -> ProviderError:
+    """Anthropic answers a batch it does not have (deleted, another workspace) with not_found_error."""
+    if error.status_code == 404 and error.error_type == "not_found":
+        return BatchNotFoundError.from_error(error)
+    return error
 
 
 def _timestamp(value: Any) -> float:

@@ -28,7 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_pipelines.providers.anthropic import message_params, result_from_message
-from batch_pipelines.wire.errors import TRANSIENT_TYPES, ProviderError, classify
+from batch_pipelines.wire.errors import TRANSIENT_TYPES, BatchNotFoundError, ProviderError, classify
 from batch_pipelines.wire.limits import BatchLimits
 from batch_pipelines.wire.pricing import ModelPrice, price_for
 from batch_pipelines.wire.provider import ProviderBatchState
@@ -178,7 +178,15 @@ class BedrockProvider:
         return found[0] if found else None
 
     async def get_batch(self, batch_id: str) -> ProviderBatchState:
-        return _state(await self._call(partial(self._describe, batch_id)))
+        return _state(await self._describe_job(batch_id))
+
+    async def _describe_job(self, batch_id: str) -> dict[str, Any]:
+        try:
+            return await self._call(partial(self._describe, batch_id))
+        except ProviderError as error:
+            if error.status_code == 404 and error.error_type == "not_found":  # ResourceNotFoundException
+                raise BatchNotFoundError.from_error(error) from None
+            raise
 
     async def cancel_batch(self, batch_id: str) -> ProviderBatchState:
         await self._call(lambda: self._bedrock.stop_model_invocation_job(jobIdentifier=batch_id))
@@ -186,7 +194,7 @@ class BedrockProvider:
 
     async def iter_result_lines(self, batch_id: str) -> AsyncIterator[bytes]:
         """Every line of the job's ``.jsonl.out`` files (none when the job wrote none)."""
-        job = await self._call(partial(self._describe, batch_id))
+        job = await self._describe_job(batch_id)
         output = urlsplit(job["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"])
         folder = "/".join(p for p in (output.path.strip("/"), batch_id.rsplit("/", 1)[-1]) if p)
 

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from batch_pipelines.providers.http import ProviderHTTP
-from batch_pipelines.wire.errors import classify
+from batch_pipelines.wire.errors import BatchNotFoundError, ProviderError, classify
 from batch_pipelines.wire.limits import BatchLimits
 from batch_pipelines.wire.pricing import ModelPrice, price_for
 from batch_pipelines.wire.provider import LineError, ProviderBatchState
@@ -128,23 +128,40 @@ class OpenAIProvider:
             after = page.get("last_id") or data[-1]["id"]
 
     async def get_batch(self, batch_id: str) -> ProviderBatchState:
-        return _state(await self._http.request_json("GET", f"/batches/{batch_id}"))
+        return _state(await self._retrieve(batch_id))
+
+    async def _retrieve(self, batch_id: str) -> dict[str, Any]:
+        try:
+            batch: dict[str, Any] = await self._http.request_json("GET", f"/batches/{batch_id}")
+        except ProviderError as error:
+            raise _not_found_as(error, batch_id) from None
+        return batch
 
     async def cancel_batch(self, batch_id: str) -> ProviderBatchState:
         return _state(await self._http.request_json("POST", f"/batches/{batch_id}/cancel"))
 
     async def iter_result_lines(self, batch_id: str) -> AsyncIterator[bytes]:
-        batch = await self._http.request_json("GET", f"/batches/{batch_id}")
+        batch = await self._retrieve(batch_id)
         for file_id in (batch.get("output_file_id"), batch.get("error_file_id")):
             if file_id:
-                async for line in self._http.stream_lines(f"/files/{file_id}/content"):
-                    yield line
+                try:
+                    async for line in self._http.stream_lines(f"/files/{file_id}/content"):
+                        yield line
+                except ProviderError as error:
+                    raise _not_found_as(error, file_id) from None
 
     def parse_result_line(self, line: bytes) -> BatchResult:
         return parse_output_line(line)
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _not_found_as(error: ProviderError, object_id: str) -> ProviderError:
+    """A 404 that names the batch or file (not a wrong URL) means OpenAI no longer has it."""
+    if error.status_code == 404 and object_id in str(error.args[0]):
+        return BatchNotFoundError.from_error(error)
+    return error
 
 
 def parse_output_line(line: bytes) -> BatchResult:

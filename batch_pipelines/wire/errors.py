@@ -36,6 +36,17 @@ class ProviderError(BatchEngineError):
         return f"{self.provider}{status} ({self.error_type}): {self.args[0]}"
 
 
+class BatchNotFoundError(ProviderError):
+    """The provider answered that it does not know a batch (or its results file) we recorded: deleted, past
+    its retention period, or the key now belongs to another account. The engine marks the batch lost."""
+
+    @classmethod
+    def from_error(cls, error: ProviderError) -> BatchNotFoundError:
+        return cls(
+            error.args[0], provider=error.provider, status_code=error.status_code, error_type="not_found"
+        )
+
+
 TRANSIENT_TYPES = frozenset(
     {
         "rate_limit",
@@ -47,6 +58,7 @@ TRANSIENT_TYPES = frozenset(
         "cancelled",
         "batch_failed",
         "missing_result",
+        "batch_lost",
         "connection",
     }
 )

@@ -5,6 +5,7 @@ invocation job on the emulator's Bedrock control plane, which reads that input f
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 
@@ -158,3 +159,34 @@ async def test_stopping_a_job_cancels_it(
     assert cancelled.status is BatchStatus.CANCELLED
     ended = await _wait_until_ended(manager, job.id)
     assert ended.status is BatchStatus.CANCELLED and ended.detail == "cancelled"
+
+
+async def test_a_job_bedrock_no_longer_knows_is_lost_and_its_records_resubmitted(
+    bedrock_emulator: EmulatorProcess, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The emulator keeps Bedrock jobs in memory: restarted, it has forgotten them (ResourceNotFound)."""
+    requests = _requests(120)
+    manager = BatchManager(_provider(bedrock_emulator, bucket))
+    job = await manager.submit(requests, job_id="contracts.forgotten")
+    [forgotten] = job.provider_batch_ids
+    bedrock_emulator.restart()
+
+    with caplog.at_level(logging.WARNING, logger="batch_pipelines.engine"):
+        ended = await _wait_until_ended(manager, job.id)
+    assert any(
+        f"provider batch {forgotten} " in r.getMessage() and "is lost" in r.getMessage()
+        for r in caplog.records
+    )
+    assert ended.status is BatchStatus.FAILED and ended.detail.startswith("lost:")
+    results = await manager.get_results(job.id)
+    assert len(results) == 120
+    assert {(r.error_type, r.retryable) for r in results} == {("batch_lost", True)}
+
+    retried = await manager.retry_failed(job.id)
+    assert retried.attempt == 2
+    done = await _wait_until_ended(manager, job.id)
+    assert done.status is BatchStatus.COMPLETED
+    answered = await manager.get_results(job.id)
+    assert [r.id for r in answered] == [r.id for r in requests]
+    assert all(r.ok and r.attempt == 2 for r in answered)
+    assert bedrock_emulator.stats()["requests_by_endpoint"]["bedrock.create"] == 1  # since the restart
