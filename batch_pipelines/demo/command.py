@@ -101,7 +101,12 @@ def run_demo(
         instance_config.write_text("telemetry:\n  enabled: false\nrun_retries:\n  enabled: true\n")
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     spec = load_component_spec(DEMO_DEFS_YAML)
-    with EmulatorProcess(time_scale=time_scale, seed=7) as emulator, dg.DagsterInstance.get() as instance:
+    # The emulator's files and batches live in the workdir: a demo run again after a kill finds them.
+    emulator_state = workdir / "demo" / "emulator"
+    with (
+        EmulatorProcess(time_scale=time_scale, seed=7, state_dir=emulator_state) as emulator,
+        dg.DagsterInstance.get() as instance,
+    ):
         say(f"emulator: {emulator.url}")
         engine = BatchEngineResource(
             api_key=DEMO_API_KEY, base_url=emulator.openai_base_url, workdir=str(workdir)

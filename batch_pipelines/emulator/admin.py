@@ -5,13 +5,42 @@ No authentication: the emulator binds the loopback interface.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from batch_pipelines.emulator.config import ConfigError, config_from_dict
+from batch_pipelines.emulator.config import ConfigError, EmulatorConfig, config_from_dict
 from batch_pipelines.emulator.errors import ApiError, invalid
 from batch_pipelines.emulator.runtime import SCENARIOS, QueuedScenario, Runtime
 from batch_pipelines.emulator.wire import parse_json_object
+
+# What the config shows for an API key: the admin API has no authentication, so keys never leave.
+HIDDEN_KEY = "********"
+
+
+def public_config(config: EmulatorConfig) -> dict[str, Any]:
+    """The config as the admin API shows it: accepted keys masked, per-key limits under masked names."""
+    data = config.to_dict()
+    data["api_keys"] = [HIDDEN_KEY for _ in config.api_keys]
+    limits = data["rate_limits"]["per_key"]
+    data["rate_limits"]["per_key"] = {_masked(n): value for n, value in enumerate(limits.values(), 1)}
+    return data
+
+
+def unmasked(body: dict[str, Any], config: EmulatorConfig) -> dict[str, Any]:
+    """A config body as sent back after reading it: masked keys become the keys they stand for."""
+    if body.get("api_keys") == [HIDDEN_KEY for _ in config.api_keys]:
+        body["api_keys"] = list(config.api_keys)
+    per_key = (body.get("rate_limits") or {}).get("per_key")
+    if isinstance(per_key, dict):
+        real = {_masked(n): key for n, key in enumerate(config.rate_limits.per_key, 1)}
+        body["rate_limits"]["per_key"] = {real.get(name, name): value for name, value in per_key.items()}
+    return body
+
+
+def _masked(number: int) -> str:
+    return f"{HIDDEN_KEY} (key {number})"
 
 
 class AdminRoutes:
@@ -22,17 +51,17 @@ class AdminRoutes:
         return JSONResponse({"status": "ok"})
 
     async def get_config(self, request: Request) -> Response:
-        return JSONResponse(self.runtime.config.to_dict())
+        return JSONResponse(public_config(self.runtime.config))
 
     async def patch_config(self, request: Request) -> Response:
         """POST/PATCH deep-merge the body into the config; PUT replaces it (missing keys take defaults)."""
-        body = parse_json_object(await request.body())
+        body = unmasked(parse_json_object(await request.body()), self.runtime.config)
         try:
             config = config_from_dict(body) if request.method == "PUT" else self.runtime.config.patched(body)
         except ConfigError as error:
             raise invalid(f"Invalid emulator config: {error}") from error
         self.runtime.replace_config(config)
-        return JSONResponse(config.to_dict())
+        return JSONResponse(public_config(config))
 
     async def queue_scenario(self, request: Request) -> Response:
         body = parse_json_object(await request.body())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from batch_pipelines.emulator import API_KEYS_ENV
 from batch_pipelines.emulator.config import ConfigError, config_from_dict, load_config_file
 
 
@@ -31,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="api_keys",
         default=[],
         metavar="KEY",
-        help="accepted API key (repeatable); with none, any non-empty key is accepted",
+        help=f"accepted API key (repeatable; visible to other users in `ps`: prefer ${API_KEYS_ENV}, "
+        "comma-separated); with none, any non-empty key is accepted",
     )
     parser.add_argument("--rpm", type=int, help="realtime requests per minute per key (default unlimited)")
     parser.add_argument("--tpm", type=int, help="realtime tokens per minute per key (default unlimited)")
@@ -43,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The config mapping: the file first, then flags given on the command line on top."""
     data = load_config_file(args.config) if args.config else {}
-    if args.api_keys:
-        data["api_keys"] = list(args.api_keys)
+    from_environment = [key for key in os.environ.get(API_KEYS_ENV, "").split(",") if key]
+    if args.api_keys or from_environment:
+        data["api_keys"] = [*from_environment, *args.api_keys]
     if args.time_scale is not None:
         data["time_scale"] = args.time_scale
     if args.seed is not None:

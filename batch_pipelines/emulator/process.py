@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from batch_pipelines.emulator import READY_PREFIX
+from batch_pipelines.emulator import API_KEYS_ENV, LIFELINE_FD_ENV, READY_PREFIX
 
 # A crash is reported at once; this only bounds a start that hangs. Importing the server took over
 # 30 s on a 2-core machine whose other services kept both cores busy.
@@ -64,6 +64,7 @@ class EmulatorProcess:
         self.port = port
         self.startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
+        self._lifeline: int | None = None  # the pipe's write end: the child exits when it closes
         self._log_path = Path(self._workdir.name) / "emulator.log"
         self.url = ""
 
@@ -89,8 +90,6 @@ class EmulatorProcess:
         ]
         if self.config_path is not None:
             command += ["--config", str(self.config_path)]
-        for key in self.api_keys:
-            command += ["--api-key", key]
         optional = {
             "--rpm": self.rpm,
             "--tpm": self.tpm,
@@ -107,10 +106,20 @@ class EmulatorProcess:
         if self._process is not None and self._process.poll() is None:
             raise RuntimeError("the emulator is already running")
         log = self._log_path.open("ab")
-        self._process = subprocess.Popen(
-            self.command(), stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
-        log.close()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop(API_KEYS_ENV, None)
+        if self.api_keys:
+            env[API_KEYS_ENV] = ",".join(self.api_keys)  # not on the command line, where `ps` shows it
+        # The child ends when this process does, even killed: it watches a pipe only we can write to.
+        read_end, self._lifeline = os.pipe()
+        env[LIFELINE_FD_ENV] = str(read_end)
+        try:
+            self._process = subprocess.Popen(
+                self.command(), stdout=subprocess.PIPE, stderr=log, env=env, pass_fds=(read_end,)
+            )
+        finally:
+            os.close(read_end)
+            log.close()
         self.url = self._wait_for_url(self._process)
         self.port = int(self.url.rsplit(":", 1)[1])
         return self
@@ -132,6 +141,7 @@ class EmulatorProcess:
                     break
         process.kill()
         process.wait()
+        self._close_pipes(process)
         raise EmulatorStartError(f"the emulator did not start: {self._log_tail()}")
 
     def _log_tail(self) -> str:
@@ -143,7 +153,10 @@ class EmulatorProcess:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Graceful stop (SIGTERM), then SIGKILL if it does not exit in time."""
         process = self._process
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        if process.poll() is not None:
+            self._close_pipes(process)
             return
         process.send_signal(signal.SIGTERM)
         try:
@@ -156,7 +169,10 @@ class EmulatorProcess:
     def kill(self) -> None:
         """SIGKILL: the emulator dies at once, as in a crash."""
         process = self._process
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        if process.poll() is not None:
+            self._close_pipes(process)
             return
         process.kill()
         process.wait()
@@ -167,10 +183,12 @@ class EmulatorProcess:
         self.stop()
         return self.start()
 
-    @staticmethod
-    def _close_pipes(process: subprocess.Popen[bytes]) -> None:
-        if process.stdout is not None:
+    def _close_pipes(self, process: subprocess.Popen[bytes]) -> None:
+        if process.stdout is not None and not process.stdout.closed:
             process.stdout.close()
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
 
     @property
     def running(self) -> bool:

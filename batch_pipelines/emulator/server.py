@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 import uvicorn
 import uvloop
 
-from batch_pipelines.emulator import READY_PREFIX
+from batch_pipelines.emulator import LIFELINE_FD_ENV, READY_PREFIX
 from batch_pipelines.emulator.app import build_app
 from batch_pipelines.emulator.config import EmulatorConfig
 from batch_pipelines.emulator.runtime import Runtime
@@ -38,6 +41,10 @@ def serve(config: EmulatorConfig, host: str, port: int, state_dir: Path | None) 
         )
     )
 
+    lifeline = os.environ.get(LIFELINE_FD_ENV)
+    if lifeline:
+        threading.Thread(target=_exit_with_parent, args=(int(lifeline), server), daemon=True).start()
+
     async def announce_when_ready() -> None:
         # uvicorn offers no readiness event to wait on.
         while not server.started:  # noqa: ASYNC110
@@ -51,3 +58,19 @@ def serve(config: EmulatorConfig, host: str, port: int, state_dir: Path | None) 
         announcer.cancel()
 
     uvloop.run(run())
+
+
+# After the parent died: how long a graceful stop may take before the process ends anyway (every state
+# file is written whole, so ending at any point loses nothing).
+ORPHAN_GRACE_S = 5.0
+
+
+def _exit_with_parent(fd: int, server: uvicorn.Server) -> None:
+    """Read the lifeline pipe until end of file: only the parent holds its write end, so that is the
+    parent's end, however it died. Then stop serving."""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while pipe.read(1024):
+            pass
+    server.should_exit = True
+    time.sleep(ORPHAN_GRACE_S)
+    os._exit(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -47,7 +48,61 @@ def test_yaml_config_file_and_flags_reach_the_process(tmp_path: Path) -> None:
         live = httpx.get(f"{emulator.url}/_emulator/config").json()
     assert live["seed"] == 5 and live["limits"]["openai_max_requests"] == 3
     assert live["rate_limits"]["rpm"] == 7 and live["time_scale"] == 0.5
-    assert live["api_keys"] == ["sk-a", "sk-b"]
+    assert live["api_keys"] == ["********", "********"]
+
+
+def test_keys_reach_the_emulator_through_the_environment_and_never_come_back() -> None:
+    secret = "sk-never-shown-0123456789"
+    with EmulatorProcess(time_scale=0.5, api_keys=[secret]) as emulator:
+        assert emulator._process is not None
+        command_line = Path(f"/proc/{emulator._process.pid}/cmdline").read_bytes()
+        assert secret.encode() not in command_line  # what `ps` shows every user of the machine
+        admin = f"{emulator.url}/_emulator/config"
+        patch = {"rate_limits": {"per_key": {secret: {"rpm": 5}}}}
+        answers = [httpx.get(admin).text, httpx.patch(admin, json=patch).text, httpx.get(admin).text]
+        assert all(secret not in answer for answer in answers)
+        shown = httpx.get(admin).json()
+        assert shown["api_keys"] == ["********"]
+        assert shown["rate_limits"]["per_key"] == {"******** (key 1)": {"rpm": 5, "tpm": None}}
+        # A config read back and sent again keeps the keys it masked.
+        assert httpx.put(admin, json=shown).status_code == 200
+        models = f"{emulator.openai_base_url}/files"
+        assert httpx.get(models, headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+        assert httpx.get(models, headers={"Authorization": "Bearer sk-other"}).status_code == 401
+        assert "(key 1)" in httpx.get(admin).text
+
+
+def test_the_emulator_ends_when_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\n"
+            "from batch_pipelines.emulator.process import EmulatorProcess\n"
+            "emulator = EmulatorProcess(time_scale=0.5).start()\n"
+            "print(emulator._process.pid, flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()  # SIGKILL: no cleanup code of the parent runs
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (the emulator's parent is gone, so init reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_cli_prints_one_ready_line_and_rejects_a_bad_config(tmp_path: Path) -> None:
