@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -22,7 +23,7 @@ from batch_pipelines.console.engine_access import (
 from batch_pipelines.console.job_view import job_dict, status_table
 from batch_pipelines.console.jsonl_input import RequestFileError, read_request_file
 from batch_pipelines.console.output import console, print_error, print_json, print_table
-from batch_pipelines.engine import BatchEngineError, BatchJob, BatchResult, BatchStore
+from batch_pipelines.engine import BatchEngineError, BatchJob, BatchResult, BatchStore, ProviderError
 
 RESPONSE_PREVIEW = 80
 
@@ -40,7 +41,12 @@ def register(subparsers: Any) -> None:
     submit.add_argument("file", type=Path, help="OpenAI batch-input lines or {id, messages|input} lines")
     submit.add_argument("--provider", default="openai", choices=("openai", "anthropic"))
     submit.add_argument("--model", default=None, help="model (default: the one the file's lines name)")
-    submit.add_argument("--job-id", default=None, help="a job id of your own (re-submitting resumes it)")
+    submit.add_argument(
+        "--job-id",
+        default=None,
+        help="a job id of your own (default: one derived from the file's content, provider and model, "
+        "so running the same command again resumes the job instead of creating another)",
+    )
     submit.add_argument("--max-cost-usd", type=float, default=None, help="refuse if the estimate exceeds it")
     submit.add_argument("--pipeline", default=None, help="label the job for `cost` and `report`")
     submit.add_argument("--partition", default=None, help="label the job for `cost` and `report`")
@@ -139,15 +145,37 @@ async def submit_command(args: argparse.Namespace) -> int:
         metadata["pipeline"] = args.pipeline
     if args.partition:
         metadata["partition_key"] = args.partition
+    job_id = args.job_id or content_job_id(args.file, args.provider, model)
     async with (
         open_store(args, must_exist=False) as store,
         open_manager(args, store, provider=args.provider, model=model) as manager,
     ):
-        job = await manager.submit(
-            request_file.requests, job_id=args.job_id, metadata=metadata, max_cost_usd=args.max_cost_usd
-        )
+        resumed = await store.get_job_record(job_id) is not None
+        try:
+            job = await manager.submit(
+                request_file.requests, job_id=job_id, metadata=metadata, max_cost_usd=args.max_cost_usd
+            )
+        except ProviderError as error:
+            if await store.get_job_record(job_id) is None:
+                raise
+            raise CommandError(
+                f"{error}\njob {job_id} is recorded but not every batch of it reached the provider; run "
+                f"the same command again (or submit with --job-id {job_id}) to resume it: nothing is sent "
+                "twice"
+            ) from None
+    if resumed:
+        print_error(f"job {job_id} was submitted before from this file: resumed it, nothing new was created")
     _print_jobs([job], "Submitted", args.json)
     return 0
+
+
+def content_job_id(path: Path, provider: str, model: str) -> str:
+    """The same file for the same provider and model names the same job: submitting it again resumes it."""
+    digest = hashlib.sha256(f"{provider}\n{model}\n".encode())
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"job-{digest.hexdigest()[:32]}"
 
 
 async def results_command(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,35 @@ def test_status_watch_follows_jobs_until_they_end(cli_env: Path, capsys: pytest.
     assert code == 0 and job["id"] in out
     [final] = run_json(capsys, "status", "--all")
     assert final["status"] == "completed"
+
+
+def test_a_submit_that_fails_before_launch_names_the_job_and_the_same_command_resumes_it(
+    cli_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    emulator: EmulatorProcess,
+) -> None:
+    requests_file = cli_env / "requests.jsonl"
+    requests_file.write_text(openai_lines(5))
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    monkeypatch.setenv("BATCH_PIPELINES_BASE_URL", dead)
+    code, out, err = run_cli(capsys, "submit", str(requests_file))
+    assert code == 1 and "Traceback" not in out + err
+    [job_id] = re.findall(r"job (job-[0-9a-f]{32}) is recorded", err)
+    assert "run the same command again" in err and f"--job-id {job_id}" in err
+
+    monkeypatch.setenv("BATCH_PIPELINES_BASE_URL", emulator.openai_base_url)
+    code, out, err = run_cli(capsys, "submit", str(requests_file), "--json")
+    assert code == 0 and json.loads(out)["id"] == job_id
+    assert f"job {job_id} was submitted before from this file: resumed it" in err
+    assert [job["id"] for job in run_json(capsys, "status", "--all", "--refresh")] == [job_id]
+    assert wait_until_ended(capsys, job_id)["status"] == "completed"
+    assert run_json(capsys, "submit", str(requests_file))["id"] == job_id  # once more: still that job
+
+    sent = emulator.stats()
+    assert sent["batches_created"]["openai"] == 1
+    assert sent["requests_by_endpoint"]["files.create"] == 1
+    results = run_json(capsys, "results", job_id)
+    assert sorted(r["id"] for r in results) == [f"q{i}" for i in range(5)] and all(r["ok"] for r in results)
