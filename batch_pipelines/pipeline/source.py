@@ -110,6 +110,25 @@ def _scan(file: Path, file_format: str | None) -> pl.LazyFrame:
 
 
 def partition_filter(spec: PipelineSpec, partition_key: str, schema: pl.Schema) -> pl.Expr:
+    """The partition's rows, and, for daily partitions, the rows whose partition value is no date or time
+    (they belong to no partition: every partition's run rejects them, see `_undated_checks`)."""
+    undated = undated_rows(spec, schema)
+    in_partition = _in_partition(spec, partition_key, schema)
+    return in_partition if undated is None else in_partition | undated
+
+
+def undated_rows(spec: PipelineSpec, schema: pl.Schema) -> pl.Expr | None:
+    """Daily partitions: the rows whose partition column holds no date or time (null, or text such as
+    'yesterday' that does not parse); None for static partitions."""
+    if spec.partitions.static is not None:
+        return None
+    value = pl.col(spec.partitions.column)
+    if schema[spec.partitions.column] == pl.String:
+        return value.is_null() | value.str.to_datetime(strict=False).is_null()
+    return value.is_null()
+
+
+def _in_partition(spec: PipelineSpec, partition_key: str, schema: pl.Schema) -> pl.Expr:
     column = spec.partitions.column
     if spec.partitions.static is not None:
         return pl.col(column).cast(pl.String) == partition_key
@@ -352,6 +371,7 @@ def row_checks(spec: PipelineSpec, schema: pl.Schema, duplicates: pl.Series) -> 
             for column in spec.prompt.columns
         ),
     ]
+    checks.extend(_undated_checks(spec, schema))
     checks.extend(_not_utf8_checks(spec, schema))
     checks.extend(_context_window_checks(spec))
     if spec.provider in PROVIDER_ID_RULES:
@@ -403,6 +423,28 @@ def split_rows(
         .with_columns(id_text.alias(spec.id_column))
     )
     return PartitionRows(accepted=accepted, rejects=rejects)
+
+
+def _undated_checks(spec: PipelineSpec, schema: pl.Schema) -> list[Check]:
+    undated = undated_rows(spec, schema)
+    if undated is None:
+        return []
+    column = spec.partitions.column
+    value = pl.col(column)
+    no_partition = "the row belongs to no daily partition"
+    reason = (
+        pl.when(value.is_null())
+        .then(pl.lit(f"partition column '{column}' is null: {no_partition}"))
+        .otherwise(
+            pl.format(
+                "partition column '{}' holds '{}', which is not a date or time: {}",
+                pl.lit(column),
+                value.cast(pl.String),
+                pl.lit(no_partition),
+            )
+        )
+    )
+    return [(undated, reason)]
 
 
 def _not_utf8_checks(spec: PipelineSpec, schema: pl.Schema) -> list[Check]:

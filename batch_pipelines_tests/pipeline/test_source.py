@@ -185,3 +185,37 @@ def test_an_id_repeated_in_another_file_is_rejected_in_both(tmp_path: Path) -> N
         assert partition.rejects["row_number"].to_list() == [1, 2]
         assert partition.rejects["reason"].to_list() == ["id is not unique in column 'ticket_id'"] * 2
     assert not list(tmp_path.glob(".partition-*"))  # no scratch folder left behind
+
+
+@pytest.mark.parametrize("file_format", ["csv", "jsonl", "parquet"])
+def test_rows_whose_date_cannot_be_parsed_are_rejected_naming_the_column(
+    tmp_path: Path, file_format: str
+) -> None:
+    rows = [
+        *ROWS,
+        {"ticket_id": "y", "created_at": "yesterday", "subject": "s4", "body": "b4"},
+        {"ticket_id": "n", "created_at": "not a date", "subject": "s5", "body": "b5"},
+        {"ticket_id": "z", "created_at": None, "subject": "s6", "body": "b6"},
+    ]
+    (tmp_path / "data").mkdir()
+    frame = pl.DataFrame(rows, schema={name: pl.String for name in rows[0]})
+    path = tmp_path / "data" / f"tickets.{file_format}"
+    if file_format == "csv":
+        frame.write_csv(path)
+    elif file_format == "jsonl":
+        frame.write_ndjson(path)
+    else:
+        frame.write_parquet(path)
+    spec = parse_pipeline_spec(declaration(source={"path": f"data/*.{file_format}"}))
+
+    for day, accepted in (("2026-11-01", ["a", "b"]), ("2026-11-02", ["c"])):
+        partition = read_partition(spec, day, tmp_path)
+        assert partition.accepted["ticket_id"].to_list() == accepted
+        assert dict(zip(partition.rejects["id"], partition.rejects["reason"], strict=True)) == {
+            "y": "partition column 'created_at' holds 'yesterday', which is not a date or time: "
+            "the row belongs to no daily partition",
+            "n": "partition column 'created_at' holds 'not a date', which is not a date or time: "
+            "the row belongs to no daily partition",
+            "z": "partition column 'created_at' is null: the row belongs to no daily partition",
+        }
+        assert set(partition.rejects["partition_key"]) == {day}
