@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from batch_pipelines.providers.http import ProviderHTTP
-from batch_pipelines.wire.errors import BatchNotFoundError, ProviderError, classify
+from batch_pipelines.wire.errors import BatchNotFoundError, ProviderError, classify, is_known_code
 from batch_pipelines.wire.limits import BatchLimits
 from batch_pipelines.wire.pricing import ModelPrice, price_for
 from batch_pipelines.wire.provider import LineError, ProviderBatchState
@@ -165,21 +165,43 @@ def _not_found_as(error: ProviderError, object_id: str) -> ProviderError:
 
 
 def parse_output_line(line: bytes) -> BatchResult:
-    """One line of an OpenAI batch output or error file (also what `vllm run-batch` writes)."""
+    """One line of an OpenAI batch output or error file (also what `vllm run-batch` writes).
+
+    An error sits in the response body (OpenAI's HTTP errors), or at the top level: OpenAI's response-less
+    lines, and vLLM's, which carry ``response: {status_code, request_id, body: null}`` beside
+    ``error: {message, type, param, code}`` (or ``{"error": {...}}``, or a plain string). The top-level
+    error is read whenever present. A provider type that ``classify`` does not know by name (vLLM's
+    ``BadRequestError``) is kept in front of the message, so the dead letter names it."""
     record = _decode(line)
     custom_id = record["custom_id"]
-    response = record.get("response")
-    if response and response.get("status_code") == 200:
-        return result_from_body(custom_id, response["body"])
-    if response:
-        error = (response.get("body") or {}).get("error") or {}
-        status = response.get("status_code")
-    else:
-        error = record.get("error") or {}
-        status = None
+    response = record.get("response") or _EMPTY
+    body = response.get("body")
+    status = response.get("status_code")
+    if status == 200 and isinstance(body, dict) and not record.get("error"):
+        return result_from_body(custom_id, body)
+    error = _error_fields(record.get("error")) or _error_fields((body or _EMPTY).get("error")) or _EMPTY
+    code, kind = error.get("code"), error.get("type")
+    if status is None and isinstance(code, int):  # vLLM puts the HTTP status in `code`
+        status = code
+    labels = [label for label in (code, kind) if isinstance(label, str) and label]
     message = str(error.get("message") or "the provider returned no result for this request")
-    error_type, retryable = classify(error.get("code") or error.get("type"), message, status)
+    if isinstance(kind, str) and kind and not is_known_code(kind):  # e.g. vLLM's "BadRequestError"
+        message = f"{kind}: {message}"
+    error_type, retryable = classify(labels[0] if labels else None, message, status)
     return BatchResult(custom_id, error=message, error_type=error_type, retryable=retryable)
+
+
+def _error_fields(error: Any) -> dict[str, Any] | None:
+    """An error as a mapping with ``message`` (and ``type``, ``code`` when given), from any of the shapes
+    servers write: a mapping, a mapping wrapped in ``{"error": …}``, or a plain string."""
+    if isinstance(error, str):
+        return {"message": error} if error else None
+    if not isinstance(error, dict) or not error:
+        return None
+    nested = error.get("error")
+    if nested is not None and "message" not in error:
+        return _error_fields(nested)
+    return error
 
 
 def request_body(model: str, request: BatchRequest, response_schema: dict[str, Any] | None) -> dict[str, Any]:

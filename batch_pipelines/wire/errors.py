@@ -108,6 +108,11 @@ _CODE_TYPES = {
 }
 
 
+def is_known_code(code: str) -> bool:
+    """Whether ``classify`` names ``code`` itself (else it falls back on the HTTP status)."""
+    return code.lower() in _CODE_TYPES
+
+
 def classify(code: str | None, message: str = "", status_code: int | None = None) -> tuple[str, bool]:
     """Name a failure and say whether it is transient: ``(error_type, retryable)``.
 

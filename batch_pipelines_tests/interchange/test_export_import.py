@@ -119,3 +119,78 @@ def test_an_unknown_pipeline_is_named(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     error = capsys.readouterr().err
     assert "no pipeline named 'nope'" in error and "support_tickets" in error
+
+
+def vllm_error_line(custom_id: str, error: object, status: int = 400) -> str:
+    """A failed line as `vllm run-batch` writes it: a body-less response and the error at the top level."""
+    response = {"status_code": status, "request_id": f"vllm-batch-{custom_id}", "body": None}
+    return json.dumps(
+        {"id": f"vllm-{custom_id}", "custom_id": custom_id, "response": response, "error": error}
+    )
+
+
+def test_an_imported_vllm_file_keeps_each_top_level_error_message_and_type(
+    workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    requests = tmp_path / "requests.jsonl"
+    assert (
+        main(["export", "support_tickets", PARTITION, "--out", str(requests), "--workdir", str(workdir)]) == 0
+    )
+    ids = [json.loads(line)["custom_id"] for line in requests.read_text().splitlines()]
+    too_long, overloaded, wrapped, plain = ids[:4]
+    answered = {
+        "custom_id": ids[4],
+        "response": {
+            "status_code": 200,
+            "body": {
+                "choices": [{"message": {"content": '{"category": "billing", "urgency": 2}'}}],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 9},
+            },
+        },
+        "error": None,
+    }
+    lines = [
+        vllm_error_line(
+            too_long,
+            {
+                "message": "This model's maximum context length is 4096 tokens.",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            },
+        ),
+        vllm_error_line(
+            overloaded,
+            {
+                "message": "The engine is overloaded.",
+                "type": "InternalServerError",
+                "param": None,
+                "code": 500,
+            },
+            status=500,
+        ),
+        vllm_error_line(
+            wrapped, {"error": {"message": "Unknown model 'x'.", "type": "NotFoundError", "code": 404}}, 404
+        ),
+        vllm_error_line(plain, "Request timed out after 30 s"),
+        json.dumps(answered),
+    ]
+    results = tmp_path / "vllm_results.jsonl"
+    results.write_text("\n".join(lines) + "\n")
+
+    arguments = ["import", "support_tickets", PARTITION, str(results), "--workdir", str(workdir)]
+    assert main(arguments) == 0
+    assert "1 new result(s), 4 dead letter(s)" in capsys.readouterr().out
+    dead = query(
+        workdir, "SELECT id, error_type, transient, error_message FROM dead_letters ORDER BY id", capsys
+    )
+    by_id = {row.split(",", 3)[0]: row.split(",", 3)[1:] for row in dead}
+    assert by_id[too_long] == [
+        "invalid_request",
+        "False",
+        "BadRequestError: This model's maximum context length is 4096 tokens.",
+    ]
+    assert by_id[overloaded] == ["server_error", "True", "InternalServerError: The engine is overloaded."]
+    assert by_id[wrapped] == ["not_found", "False", "NotFoundError: Unknown model 'x'."]
+    assert by_id[plain] == ["invalid_request", "False", "Request timed out after 30 s"]
+    assert not any("returned no result" in row for row in dead)
