@@ -61,11 +61,17 @@ class RealtimeCaller:
         self._wait = RetryAfterOrBackoff(initial_wait_s, max_wait_s)
 
     async def call(
-        self, request: BatchRequest, response_schema: dict[str, Any] | None = None, *, attempt: int = 1
+        self,
+        request: BatchRequest,
+        response_schema: dict[str, Any] | None = None,
+        *,
+        attempt: int = 1,
+        priority: int = 0,
     ) -> BatchResult:
-        """The request's result after retries; ``attempt`` is recorded on it (the queue's delivery count)."""
+        """The request's result after retries; ``attempt`` is recorded on it (the queue's delivery count).
+        Among requests waiting for the provider's budget, higher ``priority`` goes first."""
         try:
-            result = await self._with_retries(request, response_schema)
+            result = await self._with_retries(request, response_schema, priority)
         except ProviderError as error:
             result = BatchResult(
                 request.id, error=str(error.args[0]), error_type=error.error_type, retryable=error.retryable
@@ -73,7 +79,7 @@ class RealtimeCaller:
         return self._finish(result, response_schema, attempt)
 
     async def _with_retries(
-        self, request: BatchRequest, response_schema: dict[str, Any] | None
+        self, request: BatchRequest, response_schema: dict[str, Any] | None, priority: int
     ) -> BatchResult:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
@@ -84,13 +90,15 @@ class RealtimeCaller:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._send(request, response_schema)
+                return await self._send(request, response_schema, priority)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _count_retry(self, _state: Any) -> None:
         self.counters.retries += 1
 
-    async def _send(self, request: BatchRequest, response_schema: dict[str, Any] | None) -> BatchResult:
+    async def _send(
+        self, request: BatchRequest, response_schema: dict[str, Any] | None, priority: int
+    ) -> BatchResult:
         estimate = self.provider.estimate_tokens(request)
         reservation = None
         if self.limiter is not None:
@@ -100,7 +108,7 @@ class RealtimeCaller:
                 raise ProviderError(
                     str(error), provider=self.provider.name, error_type="request_too_large", retryable=False
                 ) from None
-        ticket = await self.budget.reserve(estimate) if self.budget is not None else None
+        ticket = await self.budget.reserve(estimate, priority) if self.budget is not None else None
         self.counters.requests_sent += 1
         reported = None  # the budget the provider reported with its answer, if any
         try:

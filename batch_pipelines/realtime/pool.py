@@ -190,7 +190,8 @@ class _Run:
     async def _send_pack(self, pending: dict[str, Lease], pack: Pack) -> None:
         self.packed_calls += 1
         attempt = max(pending[item.id].attempt for item in pack.items)
-        packed = await self.caller.call(pack.request, pack.schema, attempt=attempt)
+        priority = max(pending[item.id].priority for item in pack.items)
+        packed = await self.caller.call(pack.request, pack.schema, attempt=attempt, priority=priority)
         if packed.error is not None and packed.retryable:
             # The provider is struggling (outlived the retries): single calls now would only add load.
             for item in pack.items:
@@ -206,7 +207,9 @@ class _Run:
 
     async def _call_one(self, pending: dict[str, Lease], request: BatchRequest) -> None:
         lease = pending[request.id]
-        result = await self.caller.call(request, self.response_schema, attempt=lease.attempt)
+        result = await self.caller.call(
+            request, self.response_schema, attempt=lease.attempt, priority=lease.priority
+        )
         await self._finish(pending, result)
 
     async def _finish(self, pending: dict[str, Lease], result: BatchResult) -> None:
