@@ -30,7 +30,7 @@ Guarantees:
 - Every HTTP attempt takes one request and its estimated tokens from the shared ``RateLimiter`` and is
   settled with the tokens the provider's limiter counted; each process also paces itself by the
   provider's rate-limit headers (``ProviderBudget``) so it never asks for more than the provider says
-  remains.
+  remains; the calls waiting for that budget go highest priority first.
 - Transient failures are retried with tenacity (retry-after-ms / retry-after, else exponential backoff with
   jitter; ``max_call_attempts`` sends); permanent ones never are and go to the dead-letter table.
 - The ``WorkQueue`` (SQLite, BEGIN IMMEDIATE) leases items by priority with a visibility timeout; a
