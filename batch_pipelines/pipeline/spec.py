@@ -200,7 +200,8 @@ class RealtimeSpec(_SpecModel):
     )
     priority_column: str | None = Field(
         default=None,
-        description="Integer column ordering the work queue (higher first); unset: input order.",
+        description="Integer column ordering the work queue (higher first), and the calls waiting for the "
+        "provider's rate-limit budget; unset: input order.",
     )
     max_deliveries: int = Field(
         default=3, ge=1, le=10, description="Deliveries of an item before it goes to the dead letters."
