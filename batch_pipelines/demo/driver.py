@@ -1,7 +1,10 @@
 """Drives one pipeline through Dagster in this process, doing the daemon's part by hand: submission runs
 per partition, completion-sensor ticks, and the results runs those ticks request (each run key once).
 
-The demo uses it; so can anyone who wants a pipeline run to completion without `dagster dev`.
+Every mode builds: `batch`; `auto` (its submission answers the urgent items realtime, so it needs a
+`rate_limiter`); `realtime` (also with a `rate_limiter`; its submit run reads and answers the partition in
+one go, there is no sensor, and `collect_all` has nothing to collect). The demo uses it; so can anyone who
+wants a pipeline run to completion without `dagster dev`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from batch_pipelines.components.engine_session import open_engine, page_jobs
 from batch_pipelines.components.factory import build_pipeline_defs, results_job_name, submit_job_name
 from batch_pipelines.components.pipeline_component import BatchPipelineComponent
 from batch_pipelines.components.policies import partition_tags
+from batch_pipelines.components.rate_limiter_resource import RateLimiterResource
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.pipeline.spec import PipelineSpec
 
@@ -45,10 +49,22 @@ class PipelineDriver:
     dagster_log_level: str = "INFO"
     seen_run_keys: set[str] = field(default_factory=set)
     cursor: str | None = None
+    rate_limiter: RateLimiterResource | None = None  # required by `mode: realtime` and `mode: auto`
 
     def __post_init__(self) -> None:
-        self.defs = build_pipeline_defs(self.spec, batch_engine=self.batch_engine)
-        self.sensor = self.defs.resolve_sensor_def(f"{self.spec.name}_completion_sensor")
+        if self.spec.mode != "batch" and self.rate_limiter is None:
+            raise ValueError(
+                f"pipeline {self.spec.name!r} has 'mode: {self.spec.mode}': its realtime calls draw on the "
+                "shared limiter, so give PipelineDriver a rate_limiter (a RateLimiterResource)"
+            )
+        self.defs = build_pipeline_defs(
+            self.spec, batch_engine=self.batch_engine, rate_limiter=self.rate_limiter
+        )
+        self.sensor = (
+            None
+            if self.spec.mode == "realtime"  # answered within the submit run: nothing to sense
+            else self.defs.resolve_sensor_def(f"{self.spec.name}_completion_sensor")
+        )
 
     def partition_keys(self) -> list[str]:
         job = self.defs.resolve_job_def(submit_job_name(self.spec))
@@ -65,7 +81,10 @@ class PipelineDriver:
         )
 
     def tick(self) -> dg.SensorResult:
-        """One sensor evaluation; its progress observations are recorded on the instance."""
+        """One sensor evaluation; its progress observations are recorded on the instance. (A realtime
+        pipeline has no sensor: an empty result.)"""
+        if self.sensor is None:
+            return dg.SensorResult()
         with dg.build_sensor_context(
             instance=self.instance, cursor=self.cursor, resources={"batch_engine": self.batch_engine}
         ) as context:
@@ -85,7 +104,8 @@ class PipelineDriver:
             if request.run_key in self.seen_run_keys:
                 return None
             self.seen_run_keys.add(request.run_key)
-            tags.update({RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: self.sensor.name})
+            sensor_name = self.sensor.name if self.sensor is not None else ""
+            tags.update({RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: sensor_name})
         job = self.defs.resolve_job_def(results_job_name(self.spec))
         return job.execute_in_process(
             partition_key=request.partition_key,
