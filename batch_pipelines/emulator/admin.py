@@ -116,6 +116,7 @@ class AdminRoutes:
                 },
                 "files": len(self.runtime.store.files),
                 "batches": len(self.runtime.store.batches),
+                "billed": self.runtime.billed(),
             }
         )
 

@@ -240,6 +240,7 @@ class Lifecycle:
         if status == "expired":
             batch.counts["failed"] += len(unfinished)
         batch.usage = _sum_usage(successes)
+        self.runtime.bill("openai", "batch", [line["response"]["body"] for line in successes])
 
     def _finish_anthropic(
         self, batch: BatchRecord, status: str, finished: tuple[int, ...], unfinished: tuple[int, ...]
@@ -256,6 +257,8 @@ class Lifecycle:
             counts[str(line["result"]["type"])] += 1
         batch.counts = counts
         batch.results = [json.dumps(line, separators=(",", ":")) for line in lines]
+        succeeded = [line["result"]["message"] for line in lines if line["result"]["type"] == "succeeded"]
+        self.runtime.bill("anthropic", "batch", succeeded)
 
 
 def _sum_usage(lines: list[dict[str, Any]]) -> dict[str, int]:

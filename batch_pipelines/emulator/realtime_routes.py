@@ -49,7 +49,9 @@ class RealtimeRoutes:
             "openai", key, model, tokens, raw.decode(errors="replace"), request.scope["emulator.send"]
         )
         settings = self.runtime.config.model
-        return _json(openai_chat_completion(body, settings.chars_per_token, settings.reply_tokens), headers)
+        answer = openai_chat_completion(body, settings.chars_per_token, settings.reply_tokens)
+        self.runtime.bill("openai", "realtime", [answer])
+        return _json(answer, headers)
 
     async def embeddings(self, request: Request) -> Response:
         key = openai_key(request, self.runtime.config.api_keys)
@@ -61,9 +63,9 @@ class RealtimeRoutes:
             "openai", key, model, tokens, raw.decode(errors="replace"), request.scope["emulator.send"]
         )
         settings = self.runtime.config.model
-        return _json(
-            openai_embeddings(body, settings.chars_per_token, settings.embedding_dimensions), headers
-        )
+        answer = openai_embeddings(body, settings.chars_per_token, settings.embedding_dimensions)
+        self.runtime.bill("openai", "realtime", [answer])
+        return _json(answer, headers)
 
     async def messages(self, request: Request) -> Response:
         key = anthropic_key(request, self.runtime.config.api_keys)
@@ -78,4 +80,6 @@ class RealtimeRoutes:
             "anthropic", key, model, tokens, raw.decode(errors="replace"), request.scope["emulator.send"]
         )
         settings = self.runtime.config.model
-        return _json(anthropic_message(body, settings.chars_per_token, settings.reply_tokens), headers)
+        answer = anthropic_message(body, settings.chars_per_token, settings.reply_tokens)
+        self.runtime.bill("anthropic", "realtime", [answer])
+        return _json(answer, headers)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from batch_pipelines.emulator.config import EmulatorConfig
 from batch_pipelines.emulator.faults import FaultInjector
@@ -44,6 +46,30 @@ class Runtime:
         if config.rate_limits != self.config.rate_limits:
             self.limiter = RateLimiter(config.rate_limits.window_s)
         self.config = config
+
+    def bill(self, provider: str, channel: str, answers: Iterable[Mapping[str, Any]]) -> None:
+        """Count what the answers (response bodies with ``model`` and ``usage``) are billed: their input and
+        output tokens, per provider, channel (``realtime`` or ``batch``) and model. Failures are free."""
+        for answer in answers:
+            usage = answer.get("usage") or {}
+            prefix = f"billed.{provider}.{channel}.{answer.get('model', '')}."
+            self.counters[prefix + "requests"] += 1
+            self.counters[prefix + "input_tokens"] += int(
+                usage.get("prompt_tokens") or usage.get("input_tokens") or 0
+            )
+            self.counters[prefix + "output_tokens"] += int(
+                usage.get("completion_tokens") or usage.get("output_tokens") or 0
+            )
+
+    def billed(self) -> dict[str, Any]:
+        """provider -> channel -> model -> {requests, input_tokens, output_tokens}."""
+        usage: dict[str, Any] = {}
+        for key, value in self.counters.items():
+            if key.startswith("billed."):
+                provider, channel, rest = key[len("billed.") :].split(".", 2)
+                model, measure = rest.rsplit(".", 1)
+                usage.setdefault(provider, {}).setdefault(channel, {}).setdefault(model, {})[measure] = value
+        return usage
 
     def take_scenario(self, provider: str) -> str | None:
         for queued in list(self.scenarios):
