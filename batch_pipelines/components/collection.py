@@ -62,6 +62,11 @@ class CollectionOutcome:
     collected_elsewhere: bool = False  # another run collected this attempt and resubmitted; files as found
 
 
+def batch_path(spec: PipelineSpec) -> str:
+    """The `path` of rows a batch job answered: the local provider's, or a provider batch."""
+    return "local" if spec.provider == "local" else "batch"
+
+
 def results_frame_schema(spec: PipelineSpec) -> dict[str, pl.DataType]:
     embedding = {EMBEDDING_COLUMN: pl.List(pl.Float64())} if spec.kind == "embedding" else {}
     return {**RESULTS_SCHEMA, **parsed_columns(spec.response_schema), **embedding}
@@ -102,7 +107,7 @@ async def collect_partition(
             folder / "answered",
             results_frame_schema(spec),
             result_row_columns(spec),
-            {**shared, "spec_version": spec_version(spec)},
+            {**shared, "spec_version": spec_version(spec), "path": batch_path(spec)},
         )
         dead = ColumnSpool(folder / "dead", DEAD_LETTERS_SCHEMA, DEAD_LETTER_COLUMNS, shared)
         collected_ids = ColumnSpool(folder / "ids", {"id": pl.String()}, ["id"])
@@ -370,7 +375,7 @@ def dead_letter_values(result: BatchResult, request_hash: str | None) -> tuple[A
 
 
 def result_row(
-    spec: PipelineSpec, partition_key: str, job_id: str, result: BatchResult, version: str
+    spec: PipelineSpec, partition_key: str, job_id: str, result: BatchResult, version: str, path: str
 ) -> dict[str, Any]:
     return {
         "pipeline": spec.name,
@@ -384,6 +389,7 @@ def result_row(
         "provider_batch_id": result.provider_batch_id,
         "job_id": job_id,
         "spec_version": version,
+        "path": path,
         **parse_response_fields(result.response, spec.response_schema),
         **({EMBEDDING_COLUMN: result.embedding} if spec.kind == "embedding" else {}),
     }

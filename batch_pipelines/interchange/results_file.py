@@ -69,7 +69,7 @@ def import_results(
         if result.ok:
             new_rows.append(
                 {
-                    **result_row(spec, partition_key, job_id, result, version),
+                    **result_row(spec, partition_key, job_id, result, version, "imported"),
                     "request_hash": hashes[result.id],
                 }
             )

@@ -186,6 +186,8 @@ class WorkQueue(FinishShortcuts):
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _begin_immediate)
         tables.metadata.create_all(engine)
+        with engine.begin() as conn:
+            tables.add_missing_columns(conn)
         self._engine = engine
 
     async def close(self) -> None:

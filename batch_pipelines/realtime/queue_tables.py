@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from batch_pipelines.engine.answer_columns import answer_columns, answer_values, result_from_answer
 from batch_pipelines.engine.models import BatchResult
@@ -47,6 +48,7 @@ results = sa.Table(
     sa.Column("item_id", sa.String(200), primary_key=True),
     *answer_columns(),
     sa.Column("written_at", sa.Float, nullable=False),
+    sa.Column("path", sa.String(20)),  # "realtime" or "packed"; NULL in rows written before it existed
 )
 
 dead_letters = sa.Table(
@@ -63,8 +65,26 @@ dead_letters = sa.Table(
 
 
 def result_row(queue: str, result: BatchResult, now: float) -> dict[str, Any]:
-    return {"queue": queue, "item_id": result.id, **answer_values(result), "written_at": now}
+    return {
+        "queue": queue,
+        "item_id": result.id,
+        **answer_values(result),
+        "written_at": now,
+        "path": result.path,
+    }
 
 
 def result_from_row(row: Any) -> BatchResult:
-    return result_from_answer(row["item_id"], row)
+    result = result_from_answer(row["item_id"], row)
+    result.path = row["path"]
+    return result
+
+
+def add_missing_columns(conn: Connection) -> None:
+    """Nullable columns added to the results table since a queue file (or ledger) was created:
+    create_all adds tables, not columns."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(results.name)}
+    for column in results.columns:
+        if column.name not in present and column.nullable:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {results.name} ADD COLUMN "{column.name}" {kind}'))

@@ -133,6 +133,7 @@ class SqsWorkQueue(FinishShortcuts):
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('rt_sqs_ledger'))"))
             for table in (tables.results, tables.dead_letters, enqueued):
                 table.create(conn, checkfirst=True)
+            tables.add_missing_columns(conn)
         self._engine = engine
 
     async def close(self) -> None:

@@ -20,7 +20,12 @@ RESULTS_SCHEMA: dict[str, pl.DataType] = {
     "job_id": pl.String(),
     "request_hash": pl.String(),
     "spec_version": pl.String(),
+    "path": pl.String(),  # which path answered the row: one of RESULT_PATHS
 }
+
+# `batch`: a provider batch job; `realtime`: a synchronous call of its own; `packed`: a share of a call
+# answering several items; `local`: the local provider's batches; `imported`: `batch-pipelines import`.
+RESULT_PATHS = ("batch", "realtime", "packed", "local", "imported")
 
 DEAD_LETTERS_SCHEMA: dict[str, pl.DataType] = {
     "pipeline": pl.String(),

@@ -90,7 +90,9 @@ class BatchResult:
     ``error`` is None on success, else the provider's description; ``error_type`` is the engine's
     classification (see :mod:`batch_pipelines.wire.errors`) and ``retryable`` says whether
     ``BatchManager.retry_failed`` would resubmit it. ``parsed`` holds the validated structured output when
-    the job has a response schema; ``embedding`` the vector of an embedding request.
+    the job has a response schema; ``embedding`` the vector of an embedding request. ``path`` is how the
+    realtime path answered it (``"realtime"``: a call of its own, ``"packed"``: a share of a packed call);
+    None for a batch job's results.
     """
 
     id: str
@@ -105,6 +107,7 @@ class BatchResult:
     embedding: list[float] | None = None
     attempt: int = 1
     provider_batch_id: str | None = None
+    path: str | None = None
 
     @property
     def ok(self) -> bool:
