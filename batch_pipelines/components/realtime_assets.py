@@ -25,6 +25,7 @@ from batch_pipelines.components.realtime_partition import (
     RealtimePartitionOutcome,
     answer_partition_realtime,
     limiter_key,
+    realtime_job_id,
 )
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.components.results_asset import results_key
@@ -39,7 +40,8 @@ from batch_pipelines.components.submission_asset import (
     submission_metadata,
     submission_step_error,
 )
-from batch_pipelines.engine import BudgetExceededError, ProviderError
+from batch_pipelines.engine import BatchStore, BudgetExceededError, ProviderError
+from batch_pipelines.engine.spend import SpendLedger, SpendScope
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.ratelimit import RateLimiter
@@ -72,21 +74,32 @@ async def answer_realtime(
         api_key=engine.api_key,
         max_connections=spec.realtime.concurrency,
     )
+    layout = engine.layout(spec)
+    layout.workdir.mkdir(parents=True, exist_ok=True)
+    store = BatchStore(engine.store_location())  # the spend ledger, beside the batch jobs
+    scope = SpendScope(
+        spec.name, partition_key, realtime_job_id(spec, partition_key), spec.provider, spec.model
+    )
     try:
+        await store.initialize()
         return await answer_partition_realtime(
             spec,
-            engine.layout(spec),
+            layout,
             partition_key,
             provider_client=client,
             limiter=limiter,
             urgent_only=urgent_only,
+            spend=SpendLedger(store, scope),
         )
     finally:
         await client.aclose()
         await limiter.close_async()
+        await store.close()
 
 
 def realtime_metadata(outcome: RealtimePartitionOutcome) -> dict[str, dg.MetadataValue]:
+    """The run's realtime figures; `realtime_cost_usd` is what every call this run paid for cost (packs
+    whose answer could not be used included)."""
     summary = outcome.summary
     return {
         "realtime_items_queued": dg.MetadataValue.int(outcome.queued),
@@ -183,6 +196,8 @@ def build_auto_submission_asset(
             f"answered {urgent.summary.answered} urgent item(s) realtime; submitted {rest.submitted} "
             + (f"as job {rest.job.id}" if rest.job else "(no batch job needed)")
         )
-        return dg.MaterializeResult(metadata={**realtime_metadata(urgent), **submission_metadata(rest)})
+        # The batch job's `realtime_cost_usd` (its tokens at the realtime price) is 0 at submission; the
+        # figure this run reports is what its realtime calls cost.
+        return dg.MaterializeResult(metadata={**submission_metadata(rest), **realtime_metadata(urgent)})
 
     return submission

@@ -24,6 +24,7 @@ from batch_pipelines.components.collection import (
 )
 from batch_pipelines.components.requests_for_partition import iter_planned, joined_keys, request_keys
 from batch_pipelines.components.submission import MissingInputError, settled_request_keys
+from batch_pipelines.engine.spend import REALTIME, SpendSink
 from batch_pipelines.pipeline.context_windows import context_window
 from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -94,9 +95,11 @@ async def answer_partition_realtime(
     provider_client: RealtimeProvider,
     limiter: RateLimiter | None,
     urgent_only: bool = False,
+    spend: SpendSink | None = None,
 ) -> RealtimePartitionOutcome:
     """Queue the partition's unsettled items (with `urgent_only`, those at or above `urgent.threshold`),
-    work the queue until no item is open, and write every queued item's result or dead letter."""
+    work the queue until no item is open, and write every queued item's result or dead letter. Every
+    paid call goes to `spend` (the store's ledger, scoped to the partition)."""
     if not layout.partition_exists("inputs", spec.name, partition_key):
         raise MissingInputError(f"input partition {partition_key!r} of {spec.name!r} is not materialized")
     inputs = layout.read_partition("inputs", spec.name, partition_key)
@@ -134,13 +137,16 @@ async def answer_partition_realtime(
             concurrency=spec.realtime.concurrency,
             response_schema=spec.response_schema,
             packing=packing_for(spec),
+            spend=spend,
         )
         outcomes = await queue.results()
     finally:
         await queue.close()
 
     version, job_id = spec_version(spec), realtime_job_id(spec, partition_key)
-    answered_rows = [result_row(spec, partition_key, job_id, r, version) for r in outcomes if r.ok]
+    answered_rows = [
+        result_row(spec, partition_key, job_id, r, version, r.path or REALTIME) for r in outcomes if r.ok
+    ]
     dead_rows = [dead_row(spec, partition_key, job_id, r) for r in outcomes if not r.ok]
     tables = write_partition_tables(
         spec,

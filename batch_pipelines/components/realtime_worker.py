@@ -14,6 +14,8 @@ from pydantic import Field
 from batch_pipelines.components.rate_limiter_resource import RateLimiterResource
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.components.worker_scaling import WORKER_POOL_TAG
+from batch_pipelines.engine import BatchStore
+from batch_pipelines.engine.spend import SpendLedger, SpendScope
 from batch_pipelines.realtime import RealtimeSummary, make_realtime_provider, process_realtime
 from batch_pipelines.realtime.queue import QueueCounts
 
@@ -71,7 +73,10 @@ def build_realtime_worker_job(
                 api_key=batch_engine.api_key,
                 max_connections=config.concurrency,
             )
+            store = BatchStore(batch_engine.store_location())  # the spend ledger (no partition here)
+            scope = SpendScope(pool, None, f"realtime:{pool}:workers", provider, model)
             try:
+                await store.initialize()
                 return await process_realtime(
                     None,
                     provider_client=client,
@@ -79,10 +84,12 @@ def build_realtime_worker_job(
                     queue=queue,  # type: ignore[arg-type]  # SqsWorkQueue has WorkQueue's interface
                     concurrency=config.concurrency,
                     worker_id=context.run_id,
+                    spend=SpendLedger(store, scope),
                 )
             finally:
                 await client.aclose()
                 await queue.close()
+                await store.close()
 
         summary = asyncio.run(work())
         context.log.info(

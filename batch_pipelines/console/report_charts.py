@@ -14,6 +14,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from batch_pipelines.console.report_data import ReportData
+from batch_pipelines.console.spend import SpendLine
+from batch_pipelines.engine.spend import PACKED, REALTIME
+
+REALTIME_PATHS = (REALTIME, PACKED)
 
 CHART_FILES = {
     "throughput": "items_per_hour.png",
@@ -119,7 +123,7 @@ def _cost_per_partition(figure: Figure, data: ReportData) -> None:
     axes = figure.add_subplot()
     labels = [f"{line.group[0]}\n{line.group[1]}" for line in lines]
     positions = range(len(lines))
-    axes.bar([p - 0.2 for p in positions], [line.cost_usd for line in lines], width=0.4, label="paid (batch)")
+    axes.bar([p - 0.2 for p in positions], [line.cost_usd for line in lines], width=0.4, label="paid")
     axes.bar(
         [p + 0.2 for p in positions], [line.estimated_usd for line in lines], width=0.4, label="estimated"
     )
@@ -142,25 +146,43 @@ def _failures(figure: Figure, data: ReportData) -> None:
 
 
 def _savings(figure: Figure, data: ReportData) -> None:
-    title = "Batch vs realtime cost per pipeline"
-    lines = [line for line in data.by_pipeline if line.realtime_usd]
-    if not lines:
+    title = "Spend per pipeline: batch jobs and realtime calls"
+    pipelines = sorted({line.group[0] for line in data.by_pipeline_path if line.realtime_usd})
+    if not pipelines:
         _empty(figure, title, "no priced usage yet")
         return
+    batch: dict[str, SpendLine] = {}
+    realtime_paid: dict[str, float] = defaultdict(float)
+    for line in data.by_pipeline_path:
+        pipeline, path = line.group
+        if path in REALTIME_PATHS:
+            realtime_paid[pipeline] += line.cost_usd
+        else:
+            batch[pipeline] = line
     axes = figure.add_subplot()
-    positions = range(len(lines))
-    axes.bar([p - 0.2 for p in positions], [line.realtime_usd for line in lines], width=0.4, label="realtime")
-    axes.bar([p + 0.2 for p in positions], [line.cost_usd for line in lines], width=0.4, label="batch (paid)")
-    for position, line in zip(positions, lines, strict=True):
-        axes.annotate(
-            f"-{line.discount_pct or 0:.0f}%",
-            (position + 0.2, line.cost_usd),
-            ha="center",
-            fontsize=8,
-            xytext=(0, 3),
-            textcoords="offset points",
-        )
-    axes.set_xticks(list(positions), [line.group[0] for line in lines], fontsize=8)
+    positions = range(len(pipelines))
+    at_realtime = [batch[p].realtime_usd if p in batch else 0.0 for p in pipelines]
+    paid = [batch[p].cost_usd if p in batch else 0.0 for p in pipelines]
+    axes.bar([p - 0.27 for p in positions], at_realtime, width=0.27, label="batch tokens at realtime price")
+    axes.bar(list(positions), paid, width=0.27, label="batch (paid)")
+    axes.bar(
+        [p + 0.27 for p in positions],
+        [realtime_paid[p] for p in pipelines],
+        width=0.27,
+        label="realtime calls (paid)",
+    )
+    for position, pipeline in zip(positions, pipelines, strict=True):
+        batch_line = batch.get(pipeline)
+        if batch_line is not None and batch_line.discount_pct is not None:
+            axes.annotate(
+                f"-{batch_line.discount_pct:.0f}%",
+                (position, batch_line.cost_usd),
+                ha="center",
+                fontsize=8,
+                xytext=(0, 3),
+                textcoords="offset points",
+            )
+    axes.set_xticks(list(positions), pipelines, fontsize=8)
     axes.set_title(title)
     axes.set_ylabel("USD")
     axes.legend(fontsize=8)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from batch_pipelines.console.spend import SpendLine, level_value, spend_by
 from batch_pipelines.engine import BatchJob, BatchStore
+from batch_pipelines.engine.spend import SpendTotal
 from batch_pipelines.storage.locations import DataLocations
 
 
@@ -32,9 +33,11 @@ class ReportData:
     generated_at: datetime
     source: str  # where the figures come from: the working folder, or the shared store and tables
     points: list[JobPoint]
-    by_partition: list[SpendLine]
+    by_partition: list[SpendLine]  # batch jobs and realtime calls together
     by_pipeline: list[SpendLine]
+    by_pipeline_path: list[SpendLine]  # (pipeline, path): batch, realtime, packed, local
     total: SpendLine | None
+    realtime_total: SpendLine | None  # the realtime calls (realtime and packed paths) alone
     failures: list[tuple[str, str, int]]  # (pipeline, error_type, count)
 
 
@@ -68,17 +71,21 @@ def dead_letter_counts(locations: DataLocations) -> list[tuple[str, str, int]]:
 
 def gather_report_data(locations: DataLocations, *, now: datetime) -> ReportData:
     jobs: list[BatchJob] = []
+    calls: list[SpendTotal] = []
     if locations.store_exists():
-        jobs = asyncio.run(_read_jobs(locations.store_location()))
+        jobs, calls = asyncio.run(_read_store(locations.store_location()))
     jobs.sort(key=lambda job: job.created_at)
-    total = spend_by(jobs, [])
+    total = spend_by(jobs, [], calls)
+    realtime_total = spend_by([], [], calls)
     return ReportData(
         generated_at=now,
         source=_source(locations),
         points=[job_point(job) for job in jobs],
-        by_partition=spend_by(jobs, ["pipeline", "partition_key", "model"]),
-        by_pipeline=spend_by(jobs, ["pipeline"]),
+        by_partition=spend_by(jobs, ["pipeline", "partition_key", "model"], calls),
+        by_pipeline=spend_by(jobs, ["pipeline"], calls),
+        by_pipeline_path=spend_by(jobs, ["pipeline", "path"], calls),
         total=total[0] if total else None,
+        realtime_total=realtime_total[0] if realtime_total else None,
         failures=dead_letter_counts(locations),
     )
 
@@ -91,12 +98,12 @@ def _source(locations: DataLocations) -> str:
     return f"Store {locations.describe_store()}, tables {tables}"
 
 
-async def _read_jobs(location: str | Path) -> list[BatchJob]:
+async def _read_store(location: str | Path) -> tuple[list[BatchJob], list[SpendTotal]]:
     from batch_pipelines.console.job_commands import all_jobs
 
     store = BatchStore(location)
     await store.initialize()
     try:
-        return await all_jobs(store, open_only=False)
+        return await all_jobs(store, open_only=False), await store.spend_totals()
     finally:
         await store.close()

@@ -28,7 +28,7 @@ CHART_TITLES = {
     "cost_over_time": "Spend over time, batch vs realtime price",
     "cost_per_partition": "Cost per partition",
     "failures": "Failures by reason",
-    "savings": "Batch vs realtime savings",
+    "savings": "Batch and realtime spend, and the batch savings",
 }
 
 
@@ -38,7 +38,8 @@ def render_report(data: ReportData, charts: dict[str, Path], page: Path) -> str:
         ("jobs", total.jobs if total else 0),
         ("items answered", total.items if total else 0),
         ("items failed", total.failed if total else 0),
-        ("paid (batch)", f"${total.cost_usd:.4f}" if total else "$0"),
+        ("paid (batch and realtime)", f"${total.cost_usd:.4f}" if total else "$0"),
+        ("of which realtime calls", f"${data.realtime_total.cost_usd:.4f}" if data.realtime_total else "$0"),
         ("at realtime price", f"${total.realtime_usd:.4f}" if total else "$0"),
         ("saved", f"${total.saved_usd:.4f}" if total else "$0"),
         ("discount realised", f"{total.discount_pct:.1f}%" if total and total.discount_pct else "-"),
@@ -68,7 +69,7 @@ def render_report(data: ReportData, charts: dict[str, Path], page: Path) -> str:
         elif name == "failures":
             parts.append(_table(["pipeline", "reason", "items"], data.failures))
         elif name == "savings":
-            parts.append(_spend_table(data.by_pipeline, ["pipeline"]))
+            parts.append(_spend_table(data.by_pipeline_path, ["pipeline", "path"]))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -109,11 +110,12 @@ def _partition_table(lines: Sequence[SpendLine], data: ReportData) -> str:
 
 
 def _spend_table(lines: Sequence[SpendLine], levels: list[str]) -> str:
-    columns = [*levels, "jobs", "items", "cost USD", "realtime USD", "saved USD", "discount %"]
+    columns = [*levels, "jobs", "calls", "items", "cost USD", "realtime USD", "saved USD", "discount %"]
     rows = [
         (
             *line.group,
             line.jobs,
+            line.calls,
             line.items,
             line.cost_usd,
             line.realtime_usd,

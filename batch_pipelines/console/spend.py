@@ -1,18 +1,22 @@
-"""Spend per pipeline, partition and model from the store's jobs, with the batch discount realised.
+"""Spend per pipeline, partition, model and path from the store: batch jobs and the realtime ledger.
 
-`cost_usd` is what the provider charges at the batch price for the usage it reported; `realtime_usd` is
-the same tokens at the synchronous price; `saved_usd` their difference and `discount_pct` its share.
+`cost_usd` is what the provider charges for the usage it reported: a batch job's at the batch price, a
+realtime call's (`realtime` or `packed` path) at the synchronous price. `realtime_usd` is the same tokens
+at the synchronous price; `saved_usd` their difference (what the batch discount saved; nothing for
+realtime calls) and `discount_pct` its share. `calls` counts realtime calls (a pack once).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from batch_pipelines.engine import BatchJob
+from batch_pipelines.engine.spend import SpendTotal
 
-LEVELS = ("pipeline", "partition_key", "model")
+LEVELS = ("pipeline", "partition_key", "model", "path")
 UNLABELLED = "(none)"
 
 
@@ -28,6 +32,8 @@ class SpendLine:
     cost_usd: float = 0.0
     realtime_usd: float = 0.0
     unpriced_jobs: int = 0
+    calls: int = 0
+    unpriced_calls: int = 0
     first_created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -51,21 +57,49 @@ class SpendLine:
         else:
             self.cost_usd += job.cost.actual_usd
             self.realtime_usd += job.cost.realtime_usd or 0.0
-        created = job.created_at.isoformat()
+        self._first(job.created_at.isoformat())
+
+    def add_calls(self, total: SpendTotal) -> None:
+        """Realtime calls from the ledger: paid at the synchronous price, so nothing saved."""
+        self.calls += total.calls
+        self.items += total.items
+        self.input_tokens += total.input_tokens
+        self.output_tokens += total.output_tokens
+        self.cost_usd += total.cost_usd
+        self.realtime_usd += total.cost_usd
+        self.unpriced_calls += total.unpriced_calls
+        self._first(datetime.fromtimestamp(total.first_recorded_at, UTC).isoformat())
+
+    def _first(self, created: str) -> None:
         self.first_created = min(self.first_created, created) if self.first_created else created
 
 
 def level_value(job: BatchJob, level: str) -> str:
     if level == "model":
         return f"{job.provider}/{job.model}"
+    if level == "path":
+        return "local" if job.provider == "local" else "batch"
     return job.metadata.get(level) or UNLABELLED
 
 
-def spend_by(jobs: Sequence[BatchJob], levels: Sequence[str]) -> list[SpendLine]:
+def calls_level_value(total: SpendTotal, level: str) -> str:
+    if level == "model":
+        return f"{total.provider}/{total.model}"
+    value = getattr(total, level)
+    return str(value) if value else UNLABELLED
+
+
+def spend_by(
+    jobs: Sequence[BatchJob], levels: Sequence[str], calls: Sequence[SpendTotal] = ()
+) -> list[SpendLine]:
+    """Batch jobs and the realtime ledger's totals, grouped by ``levels``."""
     lines: dict[tuple[str, ...], SpendLine] = {}
     for job in jobs:
         key = tuple(level_value(job, level) for level in levels)
         lines.setdefault(key, SpendLine(key)).add(job)
+    for total in calls:
+        key = tuple(calls_level_value(total, level) for level in levels)
+        lines.setdefault(key, SpendLine(key)).add_calls(total)
     return [lines[key] for key in sorted(lines)]
 
 
@@ -83,4 +117,6 @@ def spend_dict(line: SpendLine, levels: Sequence[str]) -> dict[str, Any]:
         "saved_usd": round(line.saved_usd, 8),
         "discount_pct": None if line.discount_pct is None else round(line.discount_pct, 2),
         "unpriced_jobs": line.unpriced_jobs,
+        "calls": line.calls,
+        "unpriced_calls": line.unpriced_calls,
     }

@@ -26,12 +26,14 @@ from batch_pipelines.engine.errors import JobNotFoundError
 from batch_pipelines.engine.models import BatchJob, BatchResult
 from batch_pipelines.engine.pricing import job_cost
 from batch_pipelines.engine.records import LAUNCHING, BatchRecord, JobRecord, ResultCounts
+from batch_pipelines.engine.spend import CallSpend, SpendScope, SpendTotal
 from batch_pipelines.engine.status import progress, summarize
 from batch_pipelines.engine.tables import (
     REQUEST_COLUMNS,
     REQUEST_RESULT_COLUMNS,
     RESULT_COLUMNS,
     RESULT_KEYS,
+    SPEND_COLUMNS,
     batch_from_row,
     batch_row,
     batches,
@@ -43,6 +45,7 @@ from batch_pipelines.engine.tables import (
     requests,
     result_row,
     results,
+    spend,
 )
 
 T = TypeVar("T")
@@ -477,6 +480,46 @@ class BatchStore:
             row = conn.execute(query).one()
         return ResultCounts(*(int(v) for v in row))
 
+    # -- realtime spend --------------------------------------------------------------------------------
+
+    async def add_spend(self, scope: SpendScope, calls: Sequence[CallSpend]) -> None:
+        """Record paid realtime calls, all in one insert (see engine/spend.py)."""
+        await self._run(self._add_spend, scope, calls)
+
+    def _add_spend(self, scope: SpendScope, calls: Sequence[CallSpend]) -> None:
+        if not calls:
+            return
+        now = time.time()
+        labels = (scope.pipeline, scope.partition_key, scope.job_id, scope.provider, scope.model)
+        rows = [(*labels, c.path, c.items, c.input_tokens, c.output_tokens, c.cost_usd, now) for c in calls]
+        with self._begin() as conn:
+            bulk_insert(conn, spend, SPEND_COLUMNS, rows)
+
+    async def spend_totals(self) -> list[SpendTotal]:
+        """The realtime spend summed per pipeline, partition, job id, provider, model and path (in SQL)."""
+        return await self._run(self._spend_totals)
+
+    def _spend_totals(self) -> list[SpendTotal]:
+        c = spend.c
+        keys = (c.pipeline, c.partition_key, c.job_id, c.provider, c.model, c.path)
+        query = (
+            sa.select(
+                *keys,
+                sa.func.count(),
+                sa.func.sum(c["items"]),
+                sa.func.sum(c.input_tokens),
+                sa.func.sum(c.output_tokens),
+                sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0),
+                sa.func.sum(sa.case((c.cost_usd.is_(None), 1), else_=0)),
+                sa.func.min(c.recorded_at),
+            )
+            .group_by(*keys)
+            .order_by(*keys)
+        )
+        with self._begin() as conn:
+            rows = conn.execute(query).all()
+        return [_spend_total(row) for row in rows]
+
     # -- helpers ---------------------------------------------------------------------------------------
 
     def _update(self, table: sa.Table, where: list[Any], values: dict[str, Any]) -> None:
@@ -507,6 +550,26 @@ def build_view(record: JobRecord, batch_records: list[BatchRecord], counts: Resu
         created_at=datetime.fromtimestamp(record.created_at, UTC),
         metadata=dict(record.metadata),
         response_schema=record.response_schema,
+    )
+
+
+def _spend_total(row: Sequence[Any]) -> SpendTotal:
+    pipeline, partition, job_id, provider, model, path = row[:6]
+    calls, items, tokens_in, tokens_out, cost, unpriced, first = row[6:]
+    return SpendTotal(
+        pipeline=pipeline,
+        partition_key=partition,
+        job_id=job_id,
+        provider=provider,
+        model=model,
+        path=path,
+        calls=int(calls),
+        items=int(items),
+        input_tokens=int(tokens_in),
+        output_tokens=int(tokens_out),
+        cost_usd=float(cost),
+        unpriced_calls=int(unpriced),
+        first_recorded_at=float(first),
     )
 
 

@@ -98,6 +98,37 @@ results = sa.Table(
     *answer_columns(),
 )
 
+# One row per paid realtime call (engine/spend.py); batch jobs' costs come from their batches' usage.
+spend = sa.Table(
+    "bp_spend",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pipeline", sa.String(200)),
+    sa.Column("partition_key", sa.String(200)),
+    sa.Column("job_id", sa.String(200), nullable=False),
+    sa.Column("provider", sa.String(50), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("path", sa.String(20), nullable=False),
+    sa.Column("items", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Float),
+    sa.Column("recorded_at", sa.Float, nullable=False),
+)
+SPEND_COLUMNS = (
+    "pipeline",
+    "partition_key",
+    "job_id",
+    "provider",
+    "model",
+    "path",
+    "items",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "recorded_at",
+)
+
 RESULT_KEYS = ("job_id", "request_id")
 RESULT_COLUMNS = [c.name for c in results.columns if c.name not in RESULT_KEYS]
 assert ["provider_batch_id", *ANSWER_FIELDS] == RESULT_COLUMNS  # the order `result_row` writes

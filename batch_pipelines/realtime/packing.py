@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.validators import validator_for
 
 from batch_pipelines.engine.models import BatchRequest, BatchResult
+from batch_pipelines.engine.spend import PACKED
 
 DEFAULT_INSTRUCTION = (
     "You will receive several independent items as a JSON object whose keys are item numbers. Handle each "
@@ -59,12 +60,23 @@ class Pack:
     keys: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One item's equal share of what its pack's call used and cost."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
 @dataclass(slots=True)
 class Unpacked:
-    """Per-item results parsed from a pack's answer, and the items that need a single call."""
+    """Per-item results parsed from a pack's answer, the items that need a single call, and each of those
+    items' share of the pack (their row bears it on top of their own call, so rows add up to the spend)."""
 
     answered: list[BatchResult]
     fallback: list[BatchRequest]
+    carried: dict[str, Share] = field(default_factory=dict)
 
 
 def plan_packs(
@@ -109,27 +121,56 @@ def plan_packs(
 
 
 def unpack(pack: Pack, result: BatchResult, response_schema: dict[str, Any] | None) -> Unpacked:
-    """Split the pack's result into one result per item; usage and cost are shared out evenly."""
+    """Split the pack's result into one result per item; every item of the pack, answered or not, bears
+    an equal share of its usage and cost."""
+    shares = _shares(result, len(pack.items))
     answers = result.parsed if result.error is None else None
     if not isinstance(answers, dict):
-        return Unpacked([], list(pack.items))
+        return Unpacked([], list(pack.items), _carried(pack.items, shares))
     validator = _validator(response_schema)
     answered: list[BatchResult] = []
     fallback: list[BatchRequest] = []
-    for key, request in zip(pack.keys, pack.items, strict=True):
-        if key not in answers:
+    fallback_shares: list[Share] = []
+    for key, request, share in zip(pack.keys, pack.items, shares, strict=True):
+        value = answers.get(key, _MISSING)
+        if value is _MISSING or (
+            validator is not None and next(iter(validator.iter_errors(value)), None) is not None
+        ):
             fallback.append(request)
-            continue
-        value = answers[key]
-        if validator is not None and next(iter(validator.iter_errors(value)), None) is not None:
-            fallback.append(request)
+            fallback_shares.append(share)
             continue
         text = value if isinstance(value, str) and response_schema is None else json.dumps(value)
         answered.append(
-            BatchResult(request.id, response=text, parsed=value if response_schema is not None else None)
+            BatchResult(
+                request.id,
+                response=text,
+                parsed=value if response_schema is not None else None,
+                input_tokens=share.input_tokens,
+                output_tokens=share.output_tokens,
+                cost_usd=share.cost_usd,
+                path=PACKED,
+            )
         )
-    _share_usage(result, answered, len(pack.items))
-    return Unpacked(answered, fallback)
+    return Unpacked(answered, fallback, _carried(fallback, fallback_shares))
+
+
+_MISSING = object()
+
+
+def _shares(result: BatchResult, parts: int) -> list[Share]:
+    cost = None if result.cost_usd is None else result.cost_usd / parts
+    return [
+        Share(_share(result.input_tokens, parts, index), _share(result.output_tokens, parts, index), cost)
+        for index in range(parts)
+    ]
+
+
+def _carried(items: Sequence[BatchRequest], shares: Sequence[Share]) -> dict[str, Share]:
+    return {
+        item.id: share
+        for item, share in zip(items, shares, strict=True)
+        if share.input_tokens or share.output_tokens
+    }
 
 
 def _shape(request: BatchRequest) -> str | None:
@@ -184,14 +225,6 @@ def _pack(items: list[BatchRequest], packing: Packing, answer_schema: dict[str, 
 
 def _validator(schema: dict[str, Any] | None) -> Any:
     return None if schema is None else validator_for(schema, default=Draft202012Validator)(schema)
-
-
-def _share_usage(pack_result: BatchResult, answered: list[BatchResult], item_count: int) -> None:
-    """Each item of the pack bears an equal share of its tokens and cost (answered or not)."""
-    for index, item in enumerate(answered):
-        item.input_tokens = _share(pack_result.input_tokens, item_count, index)
-        item.output_tokens = _share(pack_result.output_tokens, item_count, index)
-        item.cost_usd = None if pack_result.cost_usd is None else pack_result.cost_usd / item_count
 
 
 def _share(total: int, parts: int, index: int) -> int:

@@ -23,10 +23,11 @@ from typing import Any, Literal
 import anyio
 
 from batch_pipelines.engine.models import BatchRequest, BatchResult
+from batch_pipelines.engine.spend import PACKED, REALTIME, CallSpend, SpendSink
 from batch_pipelines.providers.realtime import RealtimeProvider
 from batch_pipelines.ratelimit import RateLimiter
 from batch_pipelines.realtime.caller import RealtimeCaller
-from batch_pipelines.realtime.packing import Pack, Packing, plan_packs, unpack
+from batch_pipelines.realtime.packing import Pack, Packing, Share, plan_packs, unpack
 from batch_pipelines.realtime.queue import Lease, Outcome, QueueCounts, QueueItem, WorkQueue
 from batch_pipelines.realtime.queue_io import LeaseDispatcher, ResultWriter
 from batch_pipelines.realtime.queue_tables import DEAD, DONE
@@ -79,6 +80,7 @@ async def process_realtime(
     retry_delay_s: float = 5.0,
     adaptive: bool = True,
     worker_id: str | None = None,
+    spend: SpendSink | None = None,
 ) -> RealtimeSummary:
     """Enqueue ``requests`` (None: only resume what the queue holds) and work until no item is open.
 
@@ -89,6 +91,12 @@ async def process_realtime(
     doubling to ``max_retry_wait_s``, or the server's retry-after); a transient failure that outlives them
     goes back to the queue for another delivery after ``retry_delay_s``, until the queue's
     ``max_attempts``. ``adaptive=False`` ignores the provider's rate-limit headers.
+
+    ``spend`` receives every paid call (a pack counts once, with its items), in groups, each group before
+    the results its calls produced are written (engine/spend.py): so the ledger never misses a paid call
+    whose answer is kept. Results carry ``path`` (``realtime`` or ``packed``); a packed item's tokens and
+    cost are its share of the pack's, and an item a pack could not answer bears its share on top of its
+    own call's.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -110,6 +118,7 @@ async def process_realtime(
         packing=packing,
         retry_delay_s=retry_delay_s,
         owner=worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        spend=spend,
     )
     started = time.monotonic()
     async with anyio.create_task_group() as writing:
@@ -147,6 +156,7 @@ class _Run:
         packing: Packing | None,
         retry_delay_s: float,
         owner: str,
+        spend: SpendSink | None,
     ) -> None:
         self.caller = caller
         self.queue = queue
@@ -156,7 +166,7 @@ class _Run:
         self.dispatcher = LeaseDispatcher(
             queue, owner, packing.items_per_prompt if packing is not None else 1
         )
-        self.writer = ResultWriter(queue)
+        self.writer = ResultWriter(queue, spend)
         self.answered = 0
         self.dead_lettered = 0
         self.retried_later = 0
@@ -192,6 +202,7 @@ class _Run:
         attempt = max(pending[item.id].attempt for item in pack.items)
         priority = max(pending[item.id].priority for item in pack.items)
         packed = await self.caller.call(pack.request, pack.schema, attempt=attempt, priority=priority)
+        self._paid(PACKED, len(pack.items), packed)
         if packed.error is not None and packed.retryable:
             # The provider is struggling (outlived the retries): single calls now would only add load.
             for item in pack.items:
@@ -203,14 +214,27 @@ class _Run:
             await self._finish(pending, result)
         self.fallback_calls += len(unpacked.fallback)
         for request in unpacked.fallback:
-            await self._call_one(pending, request)
+            await self._call_one(pending, request, unpacked.carried.get(request.id))
 
-    async def _call_one(self, pending: dict[str, Lease], request: BatchRequest) -> None:
+    async def _call_one(
+        self, pending: dict[str, Lease], request: BatchRequest, carried: Share | None = None
+    ) -> None:
         lease = pending[request.id]
         result = await self.caller.call(
             request, self.response_schema, attempt=lease.attempt, priority=lease.priority
         )
+        self._paid(REALTIME, 1, result)
+        result.path = REALTIME
+        if carried is not None:
+            _bear(result, carried)
         await self._finish(pending, result)
+
+    def _paid(self, path: str, items: int, result: BatchResult) -> None:
+        """Note a call's spend for the ledger when the provider reported usage (it billed the call)."""
+        if result.input_tokens or result.output_tokens:
+            self.writer.note_spend(
+                CallSpend(path, items, result.input_tokens, result.output_tokens, result.cost_usd)
+            )
 
     async def _finish(self, pending: dict[str, Lease], result: BatchResult) -> None:
         lease = pending.pop(result.id)  # from here on the writer owns it, even if this task is cancelled
@@ -225,6 +249,14 @@ class _Run:
             self.dead_lettered += 1
         else:
             self.retried_later += 1
+
+
+def _bear(result: BatchResult, share: Share) -> None:
+    """Add an item's share of the pack that could not answer it to the result of its own call."""
+    result.input_tokens += share.input_tokens
+    result.output_tokens += share.output_tokens
+    if share.cost_usd is not None:
+        result.cost_usd = (result.cost_usd or 0.0) + share.cost_usd
 
 
 def _failure_for(request: BatchRequest, packed: BatchResult, attempt: int) -> BatchResult:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from batch_pipelines.engine.spend import CallSpend, SpendSink
 from batch_pipelines.realtime.queue import Lease, Outcome, WorkQueue
 
 IDLE_POLL_S = 0.5
@@ -80,13 +81,22 @@ class _Waiting:
 
 
 class ResultWriter:
-    """Group commit of outcomes: ``submit`` returns once the outcome is in the queue (its new state)."""
+    """Group commit of outcomes: ``submit`` returns once the outcome is in the queue (its new state).
 
-    def __init__(self, queue: WorkQueue) -> None:
+    Paid calls noted with ``note_spend`` go to ``spend`` in the same rhythm, each group written before the
+    outcomes of the same flush, so an outcome's calls are in the ledger before its result is."""
+
+    def __init__(self, queue: WorkQueue, spend: SpendSink | None = None) -> None:
         self.queue = queue
+        self.spend = spend
         self._waiting: list[_Waiting] = []
+        self._spent: list[CallSpend] = []
         self._wake = anyio.Event()
         self._closed = False
+
+    def note_spend(self, call: CallSpend) -> None:
+        if self.spend is not None:
+            self._spent.append(call)
 
     async def submit(self, outcome: Outcome) -> str:
         waiting = _Waiting(outcome)
@@ -103,7 +113,7 @@ class ResultWriter:
     async def run(self) -> None:
         try:
             while True:
-                if self._waiting:
+                if self._waiting or self._spent:
                     await self._flush()
                 elif self._closed:
                     return
@@ -112,11 +122,16 @@ class ResultWriter:
                     self._wake = anyio.Event()
         finally:
             with anyio.CancelScope(shield=True):  # results that were paid for reach the queue, even now
-                while self._waiting:
+                while self._waiting or self._spent:
                     await self._flush()
 
     async def _flush(self) -> None:
+        spent, self._spent = self._spent, []
+        if spent and self.spend is not None:
+            await self.spend.record(spent)
         batch, self._waiting = self._waiting, []
+        if not batch:
+            return
         states = await self.queue.finish([waiting.outcome for waiting in batch])
         for waiting, state in zip(batch, states, strict=True):
             waiting.state = state

@@ -1,4 +1,5 @@
-"""Copy the engine's job records into Parquet so DuckDB can show them as the `jobs` and `costs` views.
+"""Copy the engine's job records and realtime spend totals into Parquet so DuckDB can show them as the
+`jobs`, `spend` and `costs` views.
 
 The store is SQLite (or PostgreSQL) and this DuckDB build cannot attach SQLite offline, so the views read a
 snapshot that the query command and the demo refresh before they read.
@@ -13,9 +14,10 @@ from typing import Any
 import polars as pl
 
 from batch_pipelines.engine import BatchJob, BatchStore
+from batch_pipelines.engine.spend import SpendTotal
 from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines.storage.parquet_files import write_parquet_atomic
-from batch_pipelines.storage.views import JOBS_SCHEMA
+from batch_pipelines.storage.views import JOBS_SCHEMA, SPEND_SCHEMA
 
 _PAGE = 500
 
@@ -37,7 +39,12 @@ def job_row(job: BatchJob) -> dict[str, Any]:
         "actual_usd": job.cost.actual_usd,
         "realtime_usd": job.cost.realtime_usd,
         "saved_usd": job.cost.saved_usd,
+        "path": "local" if job.provider == "local" else "batch",
     }
+
+
+def spend_row(total: SpendTotal) -> dict[str, Any]:
+    return {name: getattr(total, name) for name in SPEND_SCHEMA}
 
 
 async def read_all_jobs(store: BatchStore) -> list[BatchJob]:
@@ -58,14 +65,16 @@ def refresh_jobs_snapshot(layout: StorageLayout, store_location: str | Path | No
     if isinstance(location, Path) and not location.exists():
         return
 
-    async def snapshot() -> list[BatchJob]:
+    async def snapshot() -> tuple[list[BatchJob], list[SpendTotal]]:
         store = BatchStore(location)
         await store.initialize()
         try:
-            return await read_all_jobs(store)
+            return await read_all_jobs(store), await store.spend_totals()
         finally:
             await store.close()
 
-    jobs = asyncio.run(snapshot())
+    jobs, spend = asyncio.run(snapshot())
     frame = pl.DataFrame([job_row(job) for job in jobs], schema=JOBS_SCHEMA)
     write_parquet_atomic(frame, layout.jobs_snapshot_path)
+    totals = pl.DataFrame([spend_row(total) for total in spend], schema=SPEND_SCHEMA)
+    write_parquet_atomic(totals, layout.spend_snapshot_path)

@@ -56,6 +56,11 @@ class StorageLayout:
     def jobs_snapshot_path(self) -> Path:
         return self.workdir / "catalog" / "jobs.parquet"
 
+    @property
+    def spend_snapshot_path(self) -> Path:
+        """The realtime spend ledger's totals, beside the jobs snapshot (storage/jobs_snapshot.py)."""
+        return self.workdir / "catalog" / "spend.parquet"
+
     def table_root(self, table: str) -> Path:
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")

@@ -1,5 +1,5 @@
-"""DuckDB views over the Parquet tree and the jobs snapshot: `results`, `dead_letters`, `rejects`,
-`jobs` and `costs`.
+"""DuckDB views over the Parquet tree and the store snapshots: `results`, `dead_letters`, `rejects`,
+`jobs`, `spend` (the realtime path's paid calls) and `costs` (batch jobs and realtime spend, by path).
 
 A view over a glob that matches no file yet is an empty relation with the table's columns, so queries
 work on a fresh working folder too.
@@ -36,7 +36,32 @@ JOBS_SCHEMA: dict[str, pl.DataType] = {
     "actual_usd": pl.Float64(),
     "realtime_usd": pl.Float64(),
     "saved_usd": pl.Float64(),
+    "path": pl.String(),  # "batch", or "local" for the local provider's jobs
 }
+
+SPEND_SCHEMA: dict[str, pl.DataType] = {
+    "pipeline": pl.String(),
+    "partition_key": pl.String(),
+    "job_id": pl.String(),
+    "provider": pl.String(),
+    "model": pl.String(),
+    "path": pl.String(),  # "realtime" or "packed"
+    "calls": pl.Int64(),
+    "items": pl.Int64(),
+    "input_tokens": pl.Int64(),
+    "output_tokens": pl.Int64(),
+    "cost_usd": pl.Float64(),
+}
+
+_COSTS = """
+CREATE OR REPLACE VIEW costs AS
+SELECT pipeline, partition_key, job_id, status, estimated_usd, actual_usd, realtime_usd, saved_usd,
+       {jobs_path} AS path
+FROM jobs
+UNION ALL
+SELECT pipeline, partition_key, job_id, 'spent', NULL, cost_usd, cost_usd, 0.0, path
+FROM spend
+"""
 
 _VIEW_TABLES = ("results", "dead_letters", "rejects")
 
@@ -94,18 +119,18 @@ def create_views(
         tables = {name: _s3_parquet_relation(s3, layout, name, schema) for name, schema in schemas.items()}
     relations = {
         **tables,
-        "jobs": (
-            f"SELECT * FROM read_parquet({_quote(str(layout.jobs_snapshot_path))})"
-            if layout.jobs_snapshot_path.exists()
-            else _empty_relation(JOBS_SCHEMA)
-        ),
+        "jobs": _snapshot_relation(layout.jobs_snapshot_path, JOBS_SCHEMA),
+        "spend": _snapshot_relation(layout.spend_snapshot_path, SPEND_SCHEMA),
     }
     for name, relation in relations.items():
         connection.execute(f"CREATE OR REPLACE VIEW {name} AS {relation}")
-    connection.execute(
-        "CREATE OR REPLACE VIEW costs AS SELECT pipeline, partition_key, job_id, status, estimated_usd, "
-        "actual_usd, realtime_usd, saved_usd FROM jobs"
-    )
+    snapshot = layout.jobs_snapshot_path
+    has_path = not snapshot.exists() or "path" in pl.read_parquet_schema(snapshot)
+    connection.execute(_COSTS.format(jobs_path="path" if has_path else "'batch'"))
+
+
+def _snapshot_relation(path: Path, schema: dict[str, pl.DataType]) -> str:
+    return f"SELECT * FROM read_parquet({_quote(str(path))})" if path.exists() else _empty_relation(schema)
 
 
 def readable_folders(layout: StorageLayout) -> list[Path]:
