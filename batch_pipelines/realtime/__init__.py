@@ -45,6 +45,9 @@ Guarantees:
   through the realtime path and submits the rest as a batch job; ``collect_results`` joins both.
 - ``Packing`` puts up to k items with the same shape in one call when they fit the context window and
   falls back to single calls for items whose answer is missing or invalid.
+- ``process_realtime(..., spend=SpendLedger(store, scope))`` writes every paid call (a pack once) to the
+  store's spend ledger in groups, before the results those calls produced (``engine.spend``); results
+  carry ``path`` (``realtime`` or ``packed``).
 - ``make_realtime_provider("openai"|"anthropic", model=…, base_url=…, max_connections=…)`` builds the
   client with a pool sized to the run and the faster aiohttp transport under httpx's API (figures in
   ``realtime.clients``).
