@@ -26,7 +26,9 @@ docs/spec-reference.md`; do not edit by hand. A pipeline is declared in YAML und
 `batch_pipelines/defs/<name>/defs.yaml` (`type: batch_pipelines.components.BatchPipelineComponent`,
 the fields below under `attributes:`) or passed as a mapping to
 `batch_pipelines.components.build_pipeline_defs(spec)`. Unknown fields are refused, and every error names
-the field.
+the field. What a pipeline writes — the results table's columns, `path` among them (which route answered
+each row: `batch`, `realtime`, `packed`, `local` or `imported`) — is listed in docs/how-it-works.md,
+"The results table".
 """
 
 
