@@ -63,7 +63,7 @@ def cost_command(args: argparse.Namespace) -> int:
     blank = dict.fromkeys(levels, "")
     for path_total in spend_by(jobs, ["path"], calls) if len(lines) > 1 else []:
         label = f"TOTAL {path_total.group[0]}"
-        rows.append({**blank, **spend_dict(path_total, []), levels[0]: label})
+        rows.append({**blank, **spend_dict(path_total, ["path"]), levels[0]: label})
     total = spend_by(jobs, [], calls)
     if total:
         rows.append({**blank, **spend_dict(total[0], []), levels[0]: "TOTAL"})

@@ -132,6 +132,10 @@ def test_a_hybrid_run_accounts_for_every_cent_by_path(
     assert metadata["realtime_cost_usd"].value == pytest.approx(billed["realtime"][2], rel=0.01)
     realtime_rows = results.filter(pl.col("path") == "realtime")
     assert realtime_rows["cost_usd"].sum() == pytest.approx(billed["realtime"][2], rel=0.01)
+    capsys.readouterr()
+    assert main(["cost", "--workdir", str(tmp_path / "work")]) == 0
+    table = capsys.readouterr().out
+    assert "TOTAL batch" in table and "TOTAL realtime" in table
     view = costs_view(tmp_path / "work", capsys)
     assert view == {
         "batch": pytest.approx(billed["batch"][2], rel=0.01),
