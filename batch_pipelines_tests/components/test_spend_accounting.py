@@ -112,7 +112,11 @@ def make_driver(tmp_path: Path, emulator: EmulatorProcess, dagster_instance: dg.
 
 
 def test_a_hybrid_run_accounts_for_every_cent_by_path(
-    make_driver: Any, emulator: EmulatorProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_driver: Any,
+    emulator: EmulatorProcess,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     driver: PipelineDriver = make_driver(mode="auto", urgent={"priority_column": "priority", "threshold": 8})
     priorities = write_tickets(tmp_path / "work", rows=30)
@@ -133,6 +137,7 @@ def test_a_hybrid_run_accounts_for_every_cent_by_path(
     realtime_rows = results.filter(pl.col("path") == "realtime")
     assert realtime_rows["cost_usd"].sum() == pytest.approx(billed["realtime"][2], rel=0.01)
     capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "250")  # the table unwrapped
     assert main(["cost", "--workdir", str(tmp_path / "work")]) == 0
     table = capsys.readouterr().out
     assert "TOTAL batch" in table and "TOTAL realtime" in table
