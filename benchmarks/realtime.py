@@ -41,6 +41,7 @@ from ratelimit_throughput import _redis_reachable
 
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.engine.models import BatchRequest
+from batch_pipelines.providers.realtime_http import TransportKind
 from batch_pipelines.ratelimit import RateLimiter
 from batch_pipelines.realtime import (
     WorkQueue,
@@ -48,7 +49,6 @@ from batch_pipelines.realtime import (
     process_realtime,
     suggested_concurrency,
 )
-from batch_pipelines.realtime.clients import TransportKind
 
 RPM = 600
 TPM = 200_000

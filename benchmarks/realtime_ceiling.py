@@ -88,7 +88,8 @@ async def run_bare(phase: Phase) -> Measured:
     async def drain(session: aiohttp.ClientSession) -> None:
         nonlocal answered
         for index in pending:
-            body = {"model": MODEL, "messages": [{"role": "user", "content": prompt(index)}], "max_tokens": 16}
+            messages = [{"role": "user", "content": prompt(index)}]
+            body = {"model": MODEL, "messages": messages, "max_tokens": 16}
             while True:
                 async with session.post(url, json=body, headers=headers) as response:
                     payload = await response.read()
@@ -175,7 +176,9 @@ async def _fill(queue_path: str, items: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64, help="ours: tasks per process")

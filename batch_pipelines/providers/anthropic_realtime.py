@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import httpx
+import msgspec
 
 from batch_pipelines.providers.anthropic import (
     API_VERSION,
@@ -16,7 +16,6 @@ from batch_pipelines.providers.anthropic import (
     message_params,
     result_from_message,
 )
-from batch_pipelines.providers.http import ProviderHTTP
 from batch_pipelines.providers.realtime import (
     Budget,
     RateLimitSnapshot,
@@ -26,8 +25,13 @@ from batch_pipelines.providers.realtime import (
     header_int,
     seconds_until,
 )
+from batch_pipelines.providers.realtime_http import RealtimeHTTP, TransportKind
 from batch_pipelines.wire.pricing import ModelPrice, price_for
 from batch_pipelines.wire.requests import BatchRequest
+
+MESSAGES_PATH = "/v1/messages"
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 
 
 class AnthropicRealtimeProvider:
@@ -50,7 +54,7 @@ class AnthropicRealtimeProvider:
         price: ModelPrice | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         max_connections: int = 100,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: TransportKind = "aiohttp",
         timeout_s: float = 120.0,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
@@ -59,12 +63,12 @@ class AnthropicRealtimeProvider:
         self.model = model
         self.price = price or price_for(model)
         self.default_max_tokens = default_max_tokens
-        self._http = ProviderHTTP(
+        self._http = RealtimeHTTP(
             self.name,
             (base_url or DEFAULT_BASE_URL).rstrip("/").removesuffix("/v1"),
             {"x-api-key": key, "anthropic-version": API_VERSION},
+            max_connections=max_connections,
             timeout_s=timeout_s,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
         )
 
@@ -80,11 +84,11 @@ class AnthropicRealtimeProvider:
         body = message_params(self.model, request, self.default_max_tokens)
         if response_schema is not None:
             body["output_config"] = {"format": {"type": "json_schema", "schema": response_schema}}
-        response = await self._http.send_once("POST", "/v1/messages", json=body)
+        response = await self._http.post(MESSAGES_PATH, _encode(body))
         rate_limits = rate_limits_from_headers(response.headers)
-        if response.status_code >= 400:
-            raise call_error(self.name, response, rate_limits)
-        result = result_from_message(request.id, response.json())
+        if response.status >= 400:
+            raise call_error(self.name, MESSAGES_PATH, response, rate_limits)
+        result = result_from_message(request.id, _decode(response.body))
         reserved_output = max(result.output_tokens, body["max_tokens"])
         return RealtimeAnswer(result, result.input_tokens + reserved_output, rate_limits)
 

@@ -71,14 +71,23 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 
 def error_from_response(provider: str, response: httpx.Response, body: bytes) -> ProviderError:
     """A ProviderError carrying the provider's message, type and whether a retry may help."""
+    where = f"{response.request.method} {response.request.url.path}"
+    return error_from_answer(provider, response.status_code, response.headers, body, where)
+
+
+def error_from_answer(
+    provider: str, status_code: int, headers: Mapping[str, str], body: bytes, where: str
+) -> ProviderError:
+    """``error_from_response`` for an answer already read: its status, (case-insensitive) headers and
+    body; ``where`` (method and path) names the call when the body carries no message."""
     message, code = _error_fields(body)
     if not message:
-        message = f"{response.request.method} {response.request.url.path} answered {response.status_code}"
-    error_type, retryable = classify(code, message, response.status_code)
-    retryable = response.status_code in RETRYABLE_STATUS or response.status_code >= 500
+        message = f"{where} answered {status_code}"
+    error_type, retryable = classify(code, message, status_code)
+    retryable = status_code in RETRYABLE_STATUS or status_code >= 500
     if error_type == "request_too_large":
         retryable = False
-    should_retry = response.headers.get("x-should-retry")
+    should_retry = headers.get("x-should-retry")
     if should_retry == "true":
         retryable = True
     elif should_retry == "false":
@@ -86,11 +95,11 @@ def error_from_response(provider: str, response: httpx.Response, body: bytes) ->
     error = ProviderError(
         message,
         provider=provider,
-        status_code=response.status_code,
+        status_code=status_code,
         error_type=error_type,
         retryable=retryable,
     )
-    error.retry_after_s = retry_after_seconds(response.headers)  # type: ignore[attr-defined]
+    error.retry_after_s = retry_after_seconds(headers)  # type: ignore[attr-defined]
     return error
 
 

@@ -7,9 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import msgspec
 
-from batch_pipelines.providers.http import ProviderHTTP
 from batch_pipelines.providers.openai import DEFAULT_BASE_URL, request_body, result_from_body
 from batch_pipelines.providers.realtime import (
     Budget,
@@ -19,12 +18,15 @@ from batch_pipelines.providers.realtime import (
     estimate_prompt_tokens,
     header_int,
 )
+from batch_pipelines.providers.realtime_http import RealtimeHTTP, TransportKind
 from batch_pipelines.wire.pricing import DEFAULT_OUTPUT_TOKENS, ModelPrice, price_for
 from batch_pipelines.wire.requests import BatchRequest
 
 PATHS = {"chat": "/chat/completions", "embedding": "/embeddings"}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 
 
 class OpenAIRealtimeProvider:
@@ -33,7 +35,7 @@ class OpenAIRealtimeProvider:
     ``base_url`` includes ``/v1``; ``api_key`` defaults to ``OPENAI_API_KEY``. OpenAI's limiter counts a
     request's prompt plus its ``max_tokens`` when it admits it, so ``limit_tokens`` is the reported prompt
     tokens plus the larger of ``max_tokens`` and the tokens produced. ``max_connections`` sizes the
-    connection pool; ``transport`` replaces httpx's own (see ``batch_pipelines.realtime.transport``).
+    connection pool; ``transport`` chooses the HTTP client (see ``batch_pipelines.providers.realtime_http``).
     """
 
     name = "openai"
@@ -47,7 +49,7 @@ class OpenAIRealtimeProvider:
         price: ModelPrice | None = None,
         default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
         max_connections: int = 100,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: TransportKind = "aiohttp",
         timeout_s: float = 120.0,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -56,12 +58,12 @@ class OpenAIRealtimeProvider:
         self.model = model
         self.price = price or price_for(model)
         self.default_output_tokens = default_output_tokens
-        self._http = ProviderHTTP(
+        self._http = RealtimeHTTP(
             self.name,
             base_url or DEFAULT_BASE_URL,
             {"Authorization": f"Bearer {key}"},
+            max_connections=max_connections,
             timeout_s=timeout_s,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
         )
 
@@ -73,12 +75,12 @@ class OpenAIRealtimeProvider:
         return estimate_prompt_tokens(request) + output
 
     async def call(self, request: BatchRequest, response_schema: dict[str, Any] | None) -> RealtimeAnswer:
-        body = request_body(self.model, request, response_schema)
-        response = await self._http.send_once("POST", PATHS[request.kind], json=body)
+        path = PATHS[request.kind]
+        response = await self._http.post(path, _encode(request_body(self.model, request, response_schema)))
         rate_limits = rate_limits_from_headers(response.headers)
-        if response.status_code >= 400:
-            raise call_error(self.name, response, rate_limits)
-        result = result_from_body(request.id, response.json())
+        if response.status >= 400:
+            raise call_error(self.name, path, response, rate_limits)
+        result = result_from_body(request.id, _decode(response.body))
         reserved_output = max(result.output_tokens, request.max_tokens or 0)
         return RealtimeAnswer(result, result.input_tokens + reserved_output, rate_limits)
 

@@ -14,9 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
-
-from batch_pipelines.providers.http import error_from_response
+from batch_pipelines.providers.http import error_from_answer
+from batch_pipelines.providers.realtime_http import RawResponse
 from batch_pipelines.wire.errors import ProviderError
 from batch_pipelines.wire.pricing import ModelPrice
 from batch_pipelines.wire.requests import BatchRequest, BatchResult
@@ -105,10 +104,10 @@ def estimate_prompt_tokens(request: BatchRequest) -> int:
 
 
 def call_error(
-    provider: str, response: httpx.Response, rate_limits: RateLimitSnapshot | None
+    provider: str, path: str, response: RawResponse, rate_limits: RateLimitSnapshot | None
 ) -> RealtimeCallError:
     """The RealtimeCallError for a response with status >= 400, classified like every provider error."""
-    base = error_from_response(provider, response, response.content)
+    base = error_from_answer(provider, response.status, response.headers, response.body, f"POST {path}")
     error = RealtimeCallError(
         str(base.args[0]),
         provider=provider,

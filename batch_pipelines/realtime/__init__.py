@@ -49,12 +49,12 @@ Guarantees:
   store's spend ledger in groups, before the results those calls produced (``engine.spend``); results
   carry ``path`` (``realtime`` or ``packed``).
 - ``make_realtime_provider("openai"|"anthropic", model=…, base_url=…, max_connections=…)`` builds the
-  client with a pool sized to the run and the faster aiohttp transport under httpx's API (figures in
-  ``realtime.clients``).
+  client with a pool sized to the run, sending through one pooled aiohttp session (``transport="httpx"``
+  for httpx's pool instead; see ``providers.realtime_http``).
 """
 
 from batch_pipelines.realtime.caller import CallCounters, RealtimeCaller
-from batch_pipelines.realtime.clients import make_realtime_provider, make_transport
+from batch_pipelines.realtime.clients import make_realtime_provider
 from batch_pipelines.realtime.packing import Packing
 from batch_pipelines.realtime.pool import RealtimeSummary, process_realtime, suggested_concurrency
 from batch_pipelines.realtime.provider_budget import ProviderBudget
@@ -83,7 +83,6 @@ __all__ = [
     "WorkQueue",
     "collect_results",
     "make_realtime_provider",
-    "make_transport",
     "process_auto",
     "process_realtime",
     "split_urgent",

@@ -22,7 +22,7 @@ from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.engine.models import BatchRequest
 from batch_pipelines.providers.openai_realtime import OpenAIRealtimeProvider
 from batch_pipelines.ratelimit import RateLimiter
-from batch_pipelines.realtime import RealtimeSummary, WorkQueue, make_transport, process_realtime
+from batch_pipelines.realtime import RealtimeSummary, WorkQueue, process_realtime
 from batch_pipelines_tests.conftest import TEST_TIME_SCALE
 from batch_pipelines_tests.reliability.conftest import SEED
 from batch_pipelines_tests.reliability.figures import Figures, record
@@ -75,7 +75,6 @@ async def run_realtime_scenario(
         base_url=emulator.openai_base_url,
         api_key="sk-test",
         max_connections=CONCURRENCY,
-        transport=make_transport("aiohttp", CONCURRENCY),
         timeout_s=CLIENT_TIMEOUT_S,
     )
     limiter = RateLimiter.from_url(
