@@ -81,6 +81,15 @@ class RealtimeCaller:
     async def _with_retries(
         self, request: BatchRequest, response_schema: dict[str, Any] | None, priority: int
     ) -> BatchResult:
+        # Most calls succeed at once: the first send goes without tenacity's per-call state, and only a
+        # transient failure starts it, replaying that failure as its first attempt so its wait and stop
+        # rules count it.
+        try:
+            return await self._send(request, response_schema, priority)
+        except ProviderError as error:
+            if not error.retryable:
+                raise
+            first_failure: ProviderError | None = error
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
@@ -90,6 +99,9 @@ class RealtimeCaller:
         )
         async for attempt in retrying:
             with attempt:
+                if first_failure is not None:
+                    failure, first_failure = first_failure, None
+                    raise failure
                 return await self._send(request, response_schema, priority)
         raise AssertionError("unreachable")  # pragma: no cover
 
