@@ -179,14 +179,20 @@ class SqsWorkQueue(FinishShortcuts):
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
             WaitTimeSeconds=0,
         )
+        received = [
+            (message, BatchRequest.from_json(json.loads(message["Body"])["request"]))
+            for message in answer.get("Messages", [])
+        ]
+        answered = self._with_result([request.id for _, request in received])
         leases: list[Lease] = []
-        for message in answer.get("Messages", []):
-            request = BatchRequest.from_json(json.loads(message["Body"])["request"])
-            if self._has_result(request.id):  # answered by a worker that died before deleting it
-                self._delete(message["ReceiptHandle"])
+        stale: list[str] = []  # answered by a worker that died before deleting the message
+        for message, request in received:
+            if request.id in answered:
+                stale.append(message["ReceiptHandle"])
                 continue
             attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             leases.append(Lease(request.id, request, 0, attempt, message["ReceiptHandle"]))
+        self._delete(stale)
         return leases
 
     async def next_wakeup(self) -> float | None:
@@ -205,43 +211,43 @@ class SqsWorkQueue(FinishShortcuts):
         return await self._run(self._finish, outcomes)
 
     def _finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        # Grouped like the SQLite queue: one ledger statement per kind of row, SQS batch calls of 10.
         now = time.time()
         states: list[str] = []
+        delayed: list[tuple[str, int]] = []
+        written: list[dict[str, Any]] = []
+        buried: list[dict[str, Any]] = []
         acked: list[str] = []
-        with self._begin() as conn:
-            for outcome in outcomes:
-                lease, result = outcome.lease, outcome.result
-                if outcome.disposition == "retry" and lease.attempt < self.max_attempts:
-                    delay = int(max(0, min(outcome.delay_s, MAX_VISIBILITY_S)))
-                    self._client.change_message_visibility(
-                        QueueUrl=self.queue_url, ReceiptHandle=lease.token, VisibilityTimeout=delay
-                    )
-                    states.append(PENDING)
-                    continue
-                conn.execute(
-                    _insert_if_absent(conn, tables.results), tables.result_row(self.name, result, now)
+        for outcome in outcomes:
+            lease, result = outcome.lease, outcome.result
+            if outcome.disposition == "retry" and lease.attempt < self.max_attempts:
+                delayed.append((lease.token, int(max(0, min(outcome.delay_s, MAX_VISIBILITY_S)))))
+                states.append(PENDING)
+                continue
+            written.append(tables.result_row(self.name, result, now))
+            if outcome.disposition == "done":
+                states.append(DONE)
+            else:
+                buried.append(
+                    self._dead_row(lease.item_id, lease.attempt, lease.request.to_json(), result, now)
                 )
-                if outcome.disposition == "done":
-                    states.append(DONE)
-                else:
-                    self._bury(conn, lease.item_id, lease.attempt, lease.request.to_json(), result, now)
-                    states.append(DEAD)
-                acked.append(lease.token)
-        for token in acked:  # after the ledger's commit: a crash in between redelivers an answered item
-            self._delete(token)
+                states.append(DEAD)
+            acked.append(lease.token)
+        self._change_visibility(delayed)
+        if written or buried:
+            with self._begin() as conn:
+                if written:
+                    conn.execute(_insert_if_absent(conn, tables.results), written)
+                if buried:
+                    conn.execute(_insert_if_absent(conn, tables.dead_letters), buried)
+        self._delete(acked)  # after the ledger's commit: a crash in between redelivers an answered item
         return states
 
     async def release(self, leases: Iterable[Lease]) -> None:
         """Make the items visible again now (SQS still counts the receive as an attempt)."""
-        for lease in leases:
-            await self._run(
-                partial(
-                    self._client.change_message_visibility,
-                    QueueUrl=self.queue_url,
-                    ReceiptHandle=lease.token,
-                    VisibilityTimeout=0,
-                )
-            )
+        held = [(lease.token, 0) for lease in leases]
+        if held:
+            await self._run(self._change_visibility, held)
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -317,26 +323,25 @@ class SqsWorkQueue(FinishShortcuts):
             if not messages:
                 return
             now = time.time()
-            with self._begin() as conn:
-                for message in messages:
-                    request = BatchRequest.from_json(json.loads(message["Body"])["request"])
-                    message_text = f"delivered {self.max_attempts} times without an answer (lease expired)"
-                    failure = BatchResult(
-                        request.id, error=message_text, error_type="lease_expired", attempt=self.max_attempts
-                    )
-                    conn.execute(
-                        _insert_if_absent(conn, tables.results), tables.result_row(self.name, failure, now)
-                    )
-                    self._bury(conn, request.id, self.max_attempts, request.to_json(), failure, now)
+            written: list[dict[str, Any]] = []
+            buried: list[dict[str, Any]] = []
             for message in messages:
-                self._client.delete_message(
-                    QueueUrl=self.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                request = BatchRequest.from_json(json.loads(message["Body"])["request"])
+                message_text = f"delivered {self.max_attempts} times without an answer (lease expired)"
+                failure = BatchResult(
+                    request.id, error=message_text, error_type="lease_expired", attempt=self.max_attempts
                 )
+                written.append(tables.result_row(self.name, failure, now))
+                buried.append(self._dead_row(request.id, self.max_attempts, request.to_json(), failure, now))
+            with self._begin() as conn:
+                conn.execute(_insert_if_absent(conn, tables.results), written)
+                conn.execute(_insert_if_absent(conn, tables.dead_letters), buried)
+            self._delete([message["ReceiptHandle"] for message in messages], self.dead_letter_queue_url)
 
-    def _bury(
-        self, conn: Connection, item_id: str, attempts: int, payload: str, result: BatchResult, now: float
-    ) -> None:
-        row = {
+    def _dead_row(
+        self, item_id: str, attempts: int, payload: str, result: BatchResult, now: float
+    ) -> dict[str, Any]:
+        return {
             "queue": self.name,
             "item_id": item_id,
             "attempts": attempts,
@@ -345,16 +350,35 @@ class SqsWorkQueue(FinishShortcuts):
             "payload": payload,
             "dead_at": now,
         }
-        conn.execute(_insert_if_absent(conn, tables.dead_letters), row)
 
-    def _has_result(self, item_id: str) -> bool:
+    def _with_result(self, item_ids: Sequence[str]) -> set[str]:
+        """Which of ``item_ids`` already have a result in the ledger (one query)."""
+        if not item_ids:
+            return set()
         results = tables.results.c
-        query = sa.select(results.item_id).where(results.queue == self.name, results.item_id == item_id)
+        query = sa.select(results.item_id).where(
+            results.queue == self.name, results.item_id.in_(list(item_ids))
+        )
         with self._begin() as conn:
-            return conn.execute(query).first() is not None
+            return set(conn.execute(query).scalars())
 
-    def _delete(self, receipt_handle: str) -> None:
-        self._client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+    def _delete(self, receipt_handles: Sequence[str], queue_url: str | None = None) -> None:
+        """Delete messages (from the work queue unless ``queue_url`` names another), 10 per call. One that
+        fails to delete is delivered again and, having a result, deleted then."""
+        for start in range(0, len(receipt_handles), SEND_BATCH):
+            chunk = receipt_handles[start : start + SEND_BATCH]
+            entries = [{"Id": str(index), "ReceiptHandle": handle} for index, handle in enumerate(chunk)]
+            self._client.delete_message_batch(QueueUrl=queue_url or self.queue_url, Entries=entries)
+
+    def _change_visibility(self, changes: Sequence[tuple[str, int]]) -> None:
+        """Set messages' visibility timeouts (receipt handle, seconds), 10 per call. One that fails keeps
+        its lease's timeout and comes back when it expires."""
+        for start in range(0, len(changes), SEND_BATCH):
+            entries = [
+                {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
+                for index, (handle, seconds) in enumerate(changes[start : start + SEND_BATCH])
+            ]
+            self._client.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(partial(self._locked, func, *args))
