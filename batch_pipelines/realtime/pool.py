@@ -29,7 +29,7 @@ from batch_pipelines.ratelimit import RateLimiter
 from batch_pipelines.realtime.caller import RealtimeCaller
 from batch_pipelines.realtime.packing import Pack, Packing, Share, plan_packs, unpack
 from batch_pipelines.realtime.queue import Lease, Outcome, QueueCounts, QueueItem, WorkQueue
-from batch_pipelines.realtime.queue_io import LeaseDispatcher, ResultWriter
+from batch_pipelines.realtime.queue_io import IDLE_POLL_S, LeaseDispatcher, ResultWriter
 from batch_pipelines.realtime.queue_tables import DEAD, DONE
 
 
@@ -81,6 +81,7 @@ async def process_realtime(
     adaptive: bool = True,
     worker_id: str | None = None,
     spend: SpendSink | None = None,
+    idle_poll_s: float = IDLE_POLL_S,
 ) -> RealtimeSummary:
     """Enqueue ``requests`` (None: only resume what the queue holds) and work until no item is open.
 
@@ -90,7 +91,9 @@ async def process_realtime(
     Each item gets up to ``max_call_attempts`` sends per delivery (backoff from ``initial_retry_wait_s``
     doubling to ``max_retry_wait_s``, or the server's retry-after); a transient failure that outlives them
     goes back to the queue for another delivery after ``retry_delay_s``, until the queue's
-    ``max_attempts``. ``adaptive=False`` ignores the provider's rate-limit headers.
+    ``max_attempts``. ``adaptive=False`` ignores the provider's rate-limit headers. With nothing leasable,
+    the queue is looked at again after at most ``idle_poll_s`` (other processes' progress, leases
+    expiring) and whenever this process finishes items.
 
     ``spend`` receives every paid call (a pack counts once, with its items), in groups, each group before
     the results its calls produced are written (engine/spend.py): so the ledger never misses a paid call
@@ -117,6 +120,7 @@ async def process_realtime(
         response_schema=response_schema,
         packing=packing,
         retry_delay_s=retry_delay_s,
+        idle_poll_s=idle_poll_s,
         owner=worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         spend=spend,
     )
@@ -155,6 +159,7 @@ class _Run:
         response_schema: dict[str, Any] | None,
         packing: Packing | None,
         retry_delay_s: float,
+        idle_poll_s: float,
         owner: str,
         spend: SpendSink | None,
     ) -> None:
@@ -163,10 +168,10 @@ class _Run:
         self.response_schema = response_schema
         self.packing = packing
         self.retry_delay_s = retry_delay_s
-        self.dispatcher = LeaseDispatcher(
-            queue, owner, packing.items_per_prompt if packing is not None else 1
-        )
         self.writer = ResultWriter(queue, spend)
+        self.dispatcher = LeaseDispatcher(
+            queue, owner, packing.items_per_prompt if packing is not None else 1, self.writer, idle_poll_s
+        )
         self.answered = 0
         self.dead_lettered = 0
         self.retried_later = 0

@@ -21,13 +21,19 @@ class LeaseDispatcher:
     """Leases ``unit`` items per idle worker in one transaction and hands them out, ``unit`` at a time.
 
     ``run`` ends once the queue holds no open item (nothing pending, nothing leased by anyone); workers
-    calling ``next`` then get None.
+    calling ``next`` then get None. With nothing leasable it waits for the queue's next moment, at most
+    ``poll_s`` (other processes' progress shows only in the queue), and wakes early whenever ``writer``
+    commits (this process finished items: the queue may be drained now).
     """
 
-    def __init__(self, queue: WorkQueue, owner: str, unit: int) -> None:
+    def __init__(
+        self, queue: WorkQueue, owner: str, unit: int, writer: ResultWriter, poll_s: float = IDLE_POLL_S
+    ) -> None:
         self.queue = queue
         self.owner = owner
         self.unit = unit
+        self.writer = writer
+        self.poll_s = poll_s
         self._idle = 0
         self._someone_idle = anyio.Event()
         self._send, self._receive = anyio.create_memory_object_stream[list[Lease]](0)
@@ -55,12 +61,14 @@ class LeaseDispatcher:
                     while self._idle == 0:
                         await self._someone_idle.wait()
                         self._someone_idle = anyio.Event()
+                    written = self.writer.written  # taken first: a commit after this wakes the wait below
                     leases = await self.queue.lease(self.owner, self._idle * self.unit)
                     if not leases:
                         wakeup = await self.queue.next_wakeup()
                         if wakeup is None:
                             return
-                        await anyio.sleep(min(wakeup, IDLE_POLL_S) + 0.01)
+                        with anyio.move_on_after(min(wakeup, self.poll_s) + 0.01):
+                            await written.wait()
                         continue
                     unsent = [leases[start : start + self.unit] for start in range(0, len(leases), self.unit)]
                     while unsent:
@@ -84,11 +92,14 @@ class ResultWriter:
     """Group commit of outcomes: ``submit`` returns once the outcome is in the queue (its new state).
 
     Paid calls noted with ``note_spend`` go to ``spend`` in the same rhythm, each group written before the
-    outcomes of the same flush, so an outcome's calls are in the ledger before its result is."""
+    outcomes of the same flush, so an outcome's calls are in the ledger before its result is. ``written``
+    is set after each commit (and replaced by a fresh event): wait on it to hear of one.
+    """
 
     def __init__(self, queue: WorkQueue, spend: SpendSink | None = None) -> None:
         self.queue = queue
         self.spend = spend
+        self.written = anyio.Event()
         self._waiting: list[_Waiting] = []
         self._spent: list[CallSpend] = []
         self._wake = anyio.Event()
@@ -136,3 +147,5 @@ class ResultWriter:
         for waiting, state in zip(batch, states, strict=True):
             waiting.state = state
             waiting.done.set()
+        self.written.set()
+        self.written = anyio.Event()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from batch_pipelines.emulator.process import EmulatorProcess
+from batch_pipelines.engine.errors import ProviderError
 from batch_pipelines.engine.models import BatchRequest
 from batch_pipelines.providers.anthropic_realtime import AnthropicRealtimeProvider
 from batch_pipelines.providers.openai_realtime import OpenAIRealtimeProvider, parse_duration
@@ -158,3 +159,41 @@ def test_the_budget_refills_from_when_the_report_arrived() -> None:
     budget.observe(ticket, RateLimitSnapshot(None, Budget(1_000, 0, 10.0)))
 
     assert budget.wait_seconds(300) == pytest.approx(3.0)  # 100 tokens/s, counted from the arrival
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_both_transports_answer_and_refuse_alike(emulator: EmulatorProcess, transport: str) -> None:
+    emulator.configure({"rate_limits": {"rpm": 2, "window_s": 60}})
+    provider = make_realtime_provider(
+        "openai",
+        model="gpt-4o-mini",
+        base_url=emulator.openai_base_url,
+        api_key="sk-transport",
+        transport=transport,  # type: ignore[arg-type]
+    )
+    try:
+        answer = await provider.call(chat("ok", "Classify: my parcel never arrived", max_tokens=8), None)
+        await provider.call(chat("spends-the-rest", "hello"), None)
+        with pytest.raises(RealtimeCallError) as raised:
+            await provider.call(chat("refused", "hello"), None)
+    finally:
+        await provider.aclose()
+
+    assert answer.result.ok and answer.result.output_tokens > 0
+    assert answer.rate_limits is not None and answer.rate_limits.requests is not None
+    assert raised.value.status_code == 429 and raised.value.retryable
+    assert raised.value.retry_after_s is not None and raised.value.retry_after_s > 1
+    assert "sk-transport" not in repr(provider) and "sk-transport" not in str(raised.value)
+
+
+async def test_a_dead_port_is_a_retryable_connection_error() -> None:
+    provider = make_realtime_provider(
+        "openai", model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1", api_key="k"
+    )
+    try:
+        with pytest.raises(ProviderError) as raised:
+            await provider.call(chat("a", "hello"), None)
+    finally:
+        await provider.aclose()
+
+    assert raised.value.error_type == "connection" and raised.value.retryable
