@@ -81,7 +81,15 @@ class RealtimeHTTP:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
-                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+                # Per phase, as httpx applies a timeout (not a total): waiting for a pooled connection or
+                # connecting, then each read. A total would also abandon answers that were merely slow
+                # to be picked up on a busy machine, and an abandoned answer is paid again.
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=self._timeout_s,
+                    sock_connect=self._timeout_s,
+                    sock_read=self._timeout_s,
+                ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
             )
