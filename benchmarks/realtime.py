@@ -9,13 +9,15 @@ Goodput is successful requests per minute in the steady state, as a fraction of 
 answers completed after ``--warmup`` seconds (process start-up), and for the baseline also after its
 first 429, since it spends the provider's whole initial minute at once. Every phase uses its own API
 key, so each starts with a full provider budget. 429s are the emulator's own count over the whole
-phase. Also printed: the HTTP client speed (httpx's pool
-against the aiohttp transport, no limits) and limiter acquisitions per second per backend.
+phase. CPU per 1k items is the worker processes' own CPU over the phase (all threads) per answered
+item; the ``sqlite x1`` phase is one worker process alone at the same limit. Also printed: the HTTP
+client speed (httpx's pool against aiohttp, no limits) and limiter acquisitions per second per backend.
 
     .venv/bin/python benchmarks/realtime.py [--seconds 45] [--redis-url redis://127.0.0.1:6379/0]
 
-Last line: ``goodput=<f> rate_limited=<n> baseline_goodput=<f> baseline_rate_limited=<n>`` (goodput and
-rate_limited are the SQLite-limiter phase; the Redis phase is printed above it).
+Last line: ``goodput=<f> rate_limited=<n> baseline_goodput=<f> baseline_rate_limited=<n> cpu_per_1k=<s>``
+(goodput and rate_limited are the four-process SQLite-limiter phase, cpu_per_1k the one-process phase;
+the Redis phase is printed above it).
 """
 
 from __future__ import annotations
@@ -101,11 +103,18 @@ async def realtime_worker(config: WorkerConfig) -> None:
     queue = WorkQueue(config.queue_path, name="bench", visibility_timeout_s=120)
     await queue.initialize()
     start_at = await ready_then_start()
+    cpu_started = time.process_time()
     with anyio.move_on_after(start_at + config.seconds - time.time()):
         await process_realtime(
             None, provider_client=provider, limiter=limiter, queue=queue, concurrency=config.concurrency
         )
+    report_cpu(time.process_time() - cpu_started)
     await provider.aclose()
+
+
+def report_cpu(seconds: float) -> None:
+    """The worker's CPU over its phase (all threads), read by ``run_workers``."""
+    print(f"CPU {seconds:.4f}", flush=True)
 
 
 async def baseline_worker(config: WorkerConfig) -> None:
@@ -136,12 +145,14 @@ async def baseline_worker(config: WorkerConfig) -> None:
                     return
 
         start_at = await ready_then_start()
+        cpu_started = time.process_time()
         indexes = range(config.first_item, config.first_item + config.items)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 asyncio.gather(*(one(index) for index in indexes)),
                 timeout=start_at + config.seconds - time.time(),
             )
+        report_cpu(time.process_time() - cpu_started)
     first_429 = min(rate_limited_at, default=None)
     await anyio.Path(config.done_path).write_text(json.dumps({"finished": finished, "first_429": first_429}))
 
@@ -155,9 +166,9 @@ async def ready_then_start() -> float:
     return start_at
 
 
-def run_workers(configs: list[WorkerConfig]) -> float:
+def run_workers(configs: list[WorkerConfig]) -> tuple[float, float]:
     """Run the workers, started together once all are set up (imports alone take seconds on a loaded
-    machine); returns the common start time."""
+    machine); returns the common start time and the CPU seconds they used over the phase."""
     processes = [
         subprocess.Popen(
             [sys.executable, __file__, "--worker", json.dumps(asdict(config))],
@@ -176,10 +187,14 @@ def run_workers(configs: list[WorkerConfig]) -> float:
         assert process.stdin is not None
         process.stdin.write(f"{start_at}\n")
         process.stdin.close()
+    cpu = 0.0
     for process in processes:
+        assert process.stdout is not None
+        output = process.stdout.read()
         if process.wait() != 0:
             raise SystemExit(f"a benchmark worker failed with exit code {process.returncode}")
-    return start_at
+        cpu += sum(float(line.split()[1]) for line in output.splitlines() if line.startswith("CPU "))
+    return start_at, cpu
 
 
 # -- phases ---------------------------------------------------------------------------------------------
@@ -191,6 +206,11 @@ class PhaseResult:
     goodput: float
     rate_limited: int
     answered: int
+    cpu_s: float
+
+    @property
+    def cpu_per_1k(self) -> float:
+        return self.cpu_s / max(self.answered, 1) * 1000
 
 
 def emulator_429s(emulator: EmulatorProcess) -> int:
@@ -210,6 +230,7 @@ def realtime_phase(
     seconds: float,
     warmup: float,
     latency: float,
+    workers: int = WORKERS,
 ) -> PhaseResult:
     queue_path = folder / f"{name}-queue.db"
     items = int(RPM / 60 * seconds * 1.3) + 100
@@ -222,10 +243,10 @@ def realtime_phase(
 
     anyio.run(fill)
     before = emulator_429s(emulator)
-    per_worker = max(4, -(-suggested_concurrency(RPM, latency, headroom=3.0) // WORKERS))
+    per_worker = max(4, -(-suggested_concurrency(RPM, latency, headroom=3.0) // workers))
     key = f"bench:{name}:{uuid.uuid4().hex[:8]}"
     api_key = f"sk-{name}-{uuid.uuid4().hex[:8]}"
-    start_at = run_workers(
+    start_at, cpu = run_workers(
         [
             WorkerConfig(
                 "realtime",
@@ -237,7 +258,7 @@ def realtime_phase(
                 limiter_url=limiter_url,
                 limiter_key=key,
             )
-            for _ in range(WORKERS)
+            for _ in range(workers)
         ]
     )
     with sqlite3.connect(queue_path) as connection:
@@ -250,6 +271,7 @@ def realtime_phase(
         steady_goodput(finished, start_at + warmup, start_at + seconds),
         emulator_429s(emulator) - before,
         len(finished),
+        cpu,
     )
 
 
@@ -270,7 +292,7 @@ def baseline_phase(emulator: EmulatorProcess, folder: Path, seconds: float, warm
         )
         for worker in range(WORKERS)
     ]
-    start_at = run_workers(configs)
+    start_at, cpu = run_workers(configs)
     reports = [json.loads(Path(config.done_path).read_text()) for config in configs]
     finished = [moment for report in reports for moment in report["finished"]]
     # The script spends the provider's full initial minute at once; measure once that is gone.
@@ -282,6 +304,7 @@ def baseline_phase(emulator: EmulatorProcess, folder: Path, seconds: float, warm
         steady_goodput(finished, window_start, start_at + seconds),
         emulator_429s(emulator) - before,
         len(finished),
+        cpu,
     )
 
 
@@ -367,7 +390,17 @@ def main() -> None:
                 seconds,
                 warmup,
                 arguments.latency,
-            )
+            ),
+            realtime_phase(
+                "sqlite x1",
+                emulator,
+                f"sqlite:///{Path(folder) / 'limiter-1.db'}",
+                Path(folder),
+                seconds,
+                warmup,
+                arguments.latency,
+                workers=1,
+            ),
         ]
         if _redis_reachable(arguments.redis_url):
             phases.append(
@@ -380,17 +413,19 @@ def main() -> None:
         baseline = baseline_phase(emulator, Path(folder), seconds, warmup)
         print(
             f"goodput over {seconds - warmup:.0f}s after a {warmup:.0f}s warm-up, {WORKERS} processes, "
-            f"{RPM} RPM / {TPM:,} TPM, {arguments.latency}s latency:"
+            f"{RPM} RPM / {TPM:,} TPM, {arguments.latency}s latency (sqlite x1: one process):"
         )
         for phase in [*phases, baseline]:
             print(
-                f"  {phase.name:8s} goodput {phase.goodput:5.3f} of the limit   "
-                f"429s {phase.rate_limited:6d}   answered {phase.answered}"
+                f"  {phase.name:9s} goodput {phase.goodput:5.3f} of the limit   "
+                f"429s {phase.rate_limited:6d}   answered {phase.answered:5d}   "
+                f"CPU {phase.cpu_per_1k:5.2f} s per 1k items"
             )
-    sqlite_phase = phases[0]
+    sqlite_phase, one_process = phases[0], phases[1]
     print(
         f"goodput={sqlite_phase.goodput:.3f} rate_limited={sqlite_phase.rate_limited} "
-        f"baseline_goodput={baseline.goodput:.3f} baseline_rate_limited={baseline.rate_limited}"
+        f"baseline_goodput={baseline.goodput:.3f} baseline_rate_limited={baseline.rate_limited} "
+        f"cpu_per_1k={one_process.cpu_per_1k:.2f}"
     )
 
 

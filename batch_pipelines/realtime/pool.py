@@ -121,6 +121,7 @@ async def process_realtime(
         packing=packing,
         retry_delay_s=retry_delay_s,
         idle_poll_s=idle_poll_s,
+        concurrency=concurrency,
         owner=worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         spend=spend,
     )
@@ -134,9 +135,9 @@ async def process_realtime(
         run.writer.close()
     counters = caller.counters
     return RealtimeSummary(
-        answered=run.answered,
-        dead_lettered=run.dead_lettered,
-        retried_later=run.retried_later,
+        answered=run.writer.states[DONE],
+        dead_lettered=run.writer.states[DEAD],
+        retried_later=run.writer.states.total() - run.writer.states[DONE] - run.writer.states[DEAD],
         requests_sent=counters.requests_sent,
         rate_limited=counters.rate_limited,
         retries=counters.retries,
@@ -160,6 +161,7 @@ class _Run:
         packing: Packing | None,
         retry_delay_s: float,
         idle_poll_s: float,
+        concurrency: int,
         owner: str,
         spend: SpendSink | None,
     ) -> None:
@@ -170,11 +172,13 @@ class _Run:
         self.retry_delay_s = retry_delay_s
         self.writer = ResultWriter(queue, spend)
         self.dispatcher = LeaseDispatcher(
-            queue, owner, packing.items_per_prompt if packing is not None else 1, self.writer, idle_poll_s
+            queue,
+            owner,
+            packing.items_per_prompt if packing is not None else 1,
+            self.writer,
+            ahead=concurrency,
+            poll_s=idle_poll_s,
         )
-        self.answered = 0
-        self.dead_lettered = 0
-        self.retried_later = 0
         self.packed_calls = 0
         self.fallback_calls = 0
 
@@ -247,13 +251,7 @@ class _Run:
             disposition: Literal["done", "retry", "dead"] = "done"
         else:
             disposition = "retry" if result.retryable else "dead"
-        state = await self.writer.submit(Outcome(lease, result, disposition, self.retry_delay_s))
-        if state == DONE:
-            self.answered += 1
-        elif state == DEAD:
-            self.dead_lettered += 1
-        else:
-            self.retried_later += 1
+        self.writer.put(Outcome(lease, result, disposition, self.retry_delay_s))
 
 
 def _bear(result: BatchResult, share: Share) -> None:
