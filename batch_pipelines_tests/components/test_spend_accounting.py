@@ -182,3 +182,15 @@ def test_a_packing_run_accounts_for_every_call_it_paid_for(
     calls = {row["path"]: row["calls"] for row in json.loads(capsys.readouterr().out)}
     assert calls["packed"] == 4  # 20 items, five a pack
     assert sum(calls.values()) == emulator.stats()["billed"]["openai"]["realtime"][MODEL]["requests"]
+
+
+def test_the_driver_asks_for_the_rate_limiter_a_realtime_or_auto_pipeline_draws_on(
+    tmp_path: Path, dagster_instance: dg.DagsterInstance
+) -> None:
+    engine = BatchEngineResource(api_key="sk-test", workdir=str(tmp_path / "work"))
+    for changes in (
+        {"mode": "realtime"},
+        {"mode": "auto", "urgent": {"priority_column": "p", "threshold": 1}},
+    ):
+        with pytest.raises(ValueError, match="give PipelineDriver a rate_limiter"):
+            PipelineDriver(ticket_spec(**changes), engine, dagster_instance)

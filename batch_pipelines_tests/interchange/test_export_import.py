@@ -194,3 +194,4 @@ def test_an_imported_vllm_file_keeps_each_top_level_error_message_and_type(
     assert by_id[wrapped] == ["not_found", "False", "NotFoundError: Unknown model 'x'."]
     assert by_id[plain] == ["invalid_request", "False", "Request timed out after 30 s"]
     assert not any("returned no result" in row for row in dead)
+    assert query(workdir, "SELECT id, path FROM results", capsys) == [f"{ids[4]},imported"]
