@@ -21,7 +21,10 @@ ETA_SECONDS = "eta_seconds"
 INPUT_TOKENS = "input_tokens"
 OUTPUT_TOKENS = "output_tokens"
 COST_USD = "cost_usd"
-ESTIMATED_COST_USD = "estimated_cost_usd"
+ESTIMATED_COST_USD = "estimated_cost_usd"  # the worst case, under its older name
+EXPECTED_COST_USD = "expected_cost_usd"
+WORST_CASE_COST_USD = "worst_case_cost_usd"
+COST_FORECAST = "cost_forecast"  # text: where the expected figure comes from
 REALTIME_COST_USD = "realtime_cost_usd"
 COST_SAVED_USD = "cost_saved_usd"
 
@@ -47,10 +50,14 @@ def job_progress_metadata(job: BatchJob) -> dict[str, dg.MetadataValue]:
         ETA_SECONDS: progress.eta_seconds,
         COST_USD: cost.actual_usd,
         ESTIMATED_COST_USD: cost.estimated_usd,
+        EXPECTED_COST_USD: cost.expected_usd,
+        WORST_CASE_COST_USD: cost.worst_case_usd,
         REALTIME_COST_USD: cost.realtime_usd,
         COST_SAVED_USD: cost.saved_usd,
     }
     for key, value in optional.items():
         if value is not None:
             metadata[key] = dg.MetadataValue.float(float(value))
+    if cost.forecast_basis:
+        metadata[COST_FORECAST] = dg.MetadataValue.text(cost.forecast_basis)
     return metadata

@@ -7,11 +7,17 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import dagster as dg
 
 from batch_pipelines.cli import invoked_as
+from batch_pipelines.components.progress_metadata import (
+    COST_FORECAST,
+    EXPECTED_COST_USD,
+    WORST_CASE_COST_USD,
+)
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.demo.dataset import DEFAULT_ROWS_PER_DAY, write_demo_dataset
 from batch_pipelines.demo.driver import PipelineDriver, load_component_spec
@@ -40,8 +46,8 @@ SUMMARY_QUERIES = {
         SELECT category, count(*) AS tickets, round(avg(urgency), 2) AS mean_urgency
         FROM results WHERE pipeline = 'support_tickets' GROUP BY category ORDER BY tickets DESC""",
     "Cost": """
-        SELECT count(*) AS jobs, round(sum(estimated_usd), 6) AS estimated_usd,
-               round(sum(actual_usd), 6) AS actual_usd, round(sum(realtime_usd), 6) AS realtime_usd,
+        SELECT count(*) AS jobs, round(sum(expected_usd), 6) AS expected_usd,
+               round(sum(worst_case_usd), 6) AS worst_case_usd, round(sum(actual_usd), 6) AS actual_usd, round(sum(realtime_usd), 6) AS realtime_usd,
                round(sum(saved_usd), 6) AS saved_usd
         FROM costs WHERE pipeline = 'support_tickets'""",
 }
@@ -81,6 +87,18 @@ def run_demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def submission_line(metadata: Mapping[str, Any]) -> str:
+    """What a submission asked for and what it should cost: expected, worst case, and on what basis."""
+    items = metadata["items_submitted"].value if "items_submitted" in metadata else 0
+    line = f"{items} request(s)"
+    if EXPECTED_COST_USD in metadata and WORST_CASE_COST_USD in metadata:
+        line += (
+            f", expected ${metadata[EXPECTED_COST_USD].value:.6f}, worst case "
+            f"${metadata[WORST_CASE_COST_USD].value:.6f} ({metadata[COST_FORECAST].value})"
+        )
+    return line
+
+
 def run_demo(
     workdir: Path, *, rows_per_day: int, time_scale: float, out: TextIO | None = None
 ) -> StorageLayout:
@@ -112,13 +130,13 @@ def run_demo(
             api_key=DEMO_API_KEY, base_url=emulator.openai_base_url, workdir=str(workdir)
         )
         driver = PipelineDriver(spec, engine, instance, log=say, dagster_log_level="ERROR")
+        # One partition a night, as the nightly schedule runs them: each is collected before the next is
+        # submitted, so every forecast after the first learns from the answers before it.
         for partition_key in driver.partition_keys():
             result = driver.submit(partition_key)
             submitted = result.asset_materializations_for_node(f"{spec.name}__submission")
-            items = submitted[-1].metadata["items_submitted"].value if submitted else 0
-            say(f"submitted {partition_key}: {items} request(s)")
-        say("waiting for the completion sensor to collect every job…")
-        driver.collect_all(timeout_s=600)
+            say(f"submitted {partition_key}: {submission_line(submitted[-1].metadata if submitted else {})}")
+            driver.collect_all(timeout_s=600)
     layout = StorageLayout.for_workdir(workdir, spec.results_root)
     refresh_jobs_snapshot(layout)
     with read_only_catalog(layout) as connection:

@@ -47,11 +47,21 @@ class DuplicateRequestIdError(BatchEngineError, ValueError):
 
 
 class BudgetExceededError(BatchEngineError, ValueError):
-    """A submission whose cost estimate exceeds the budget it was given; refused before any upload."""
+    """A submission whose worst-case cost exceeds the budget it was given; refused before any upload.
+    ``estimated_usd`` is that worst case, ``expected_usd`` the expected cost (engine.forecast)."""
 
-    def __init__(self, job_id: str, estimated_usd: float | None, max_cost_usd: float, note: str = "") -> None:
+    def __init__(
+        self,
+        job_id: str,
+        estimated_usd: float | None,
+        max_cost_usd: float,
+        note: str = "",
+        *,
+        expected_usd: float | None = None,
+    ) -> None:
         self.job_id = job_id
         self.estimated_usd = estimated_usd
+        self.expected_usd = expected_usd
         self.max_cost_usd = max_cost_usd
         if estimated_usd is None:
             message = (
@@ -59,9 +69,10 @@ class BudgetExceededError(BatchEngineError, ValueError):
                 f"budget of ${max_cost_usd:.4f} cannot be guaranteed; give the provider a price"
             )
         else:
+            expected = f", expected ${expected_usd:.4f}" if expected_usd is not None else ""
             message = (
-                f"job {job_id!r} refused: estimated ${estimated_usd:.4f} exceeds the budget of "
-                f"${max_cost_usd:.4f}; nothing was uploaded"
+                f"job {job_id!r} refused: its worst case ${estimated_usd:.4f} (every answer at "
+                f"max_tokens{expected}) exceeds the budget of ${max_cost_usd:.4f}; nothing was uploaded"
             )
         super().__init__(message + (f" ({note})" if note else ""))
 

@@ -29,7 +29,7 @@ from batch_pipelines.engine.errors import (
 )
 from batch_pipelines.engine.launching import BatchLauncher, apply_state, intent, mark_lost
 from batch_pipelines.engine.models import BatchJob, BatchRequest, BatchResult, BatchStatus, RequestKind
-from batch_pipelines.engine.pricing import DEFAULT_OUTPUT_TOKENS
+from batch_pipelines.engine.forecast import ForecastTally, read_history
 from batch_pipelines.engine.records import QUEUED, JobRecord
 from batch_pipelines.engine.results import check_response_schema
 from batch_pipelines.engine.splitting import Chunk, ChunkSplitter
@@ -86,8 +86,8 @@ class BatchManager:
         With a ``job_id`` already submitted, returns that job (finishing any launch a crash interrupted)
         and creates nothing new. ``metadata`` is kept with the job; ``response_schema`` (a JSON schema)
         makes each response parsed and validated into ``BatchResult.parsed``. With ``max_cost_usd``, a job
-        whose estimate (batch price, ``max_tokens`` or a default per answer) exceeds it — or cannot be
-        estimated — raises BudgetExceededError before anything is uploaded and leaves no trace in the
+        whose worst case (prompts counted, every answer at ``max_tokens``, at the batch price; see
+        engine.forecast) exceeds it — or cannot be priced — raises BudgetExceededError before anything is uploaded and leaves no trace in the
         store; ``budget_note`` is added to that message. Raises DuplicateRequestIdError naming repeated
         request ids, ValueError for unusable input.
         """
@@ -119,7 +119,8 @@ class BatchManager:
             return await self._record_status(job_id)
         with scratch_folder(self.work_dir, "batch-") as tmp:
             try:
-                chunks = await self._prepare(record, requests, tmp)
+                tally = ForecastTally(record.provider, record.model, await read_history(self.store, record))
+                chunks = await self._prepare(record, requests, tmp, tally)
             except Exception:  # (an interrupted prepare is redone by the next submit of this job id)
                 await self.store.discard_unprepared_job(job_id, record.prepare_lease_until)
                 raise
@@ -127,7 +128,9 @@ class BatchManager:
                 record.estimated_usd is None or record.estimated_usd > max_cost_usd
             ):
                 await self.store.discard_unprepared_job(job_id, record.prepare_lease_until)
-                raise BudgetExceededError(job_id, record.estimated_usd, max_cost_usd, budget_note)
+                raise BudgetExceededError(
+                    job_id, record.estimated_usd, max_cost_usd, budget_note, expected_usd=record.expected_usd
+                )
             now = time.time()
             await self.store.add_batches([intent(job_id, 1, chunk, now) for chunk in chunks])
             record.detail = QUEUED
@@ -142,9 +145,9 @@ class BatchManager:
         return await self._record_status(job_id)
 
     async def _prepare(
-        self, record: JobRecord, requests: Iterable[BatchRequest], directory: Path
+        self, record: JobRecord, requests: Iterable[BatchRequest], directory: Path, tally: ForecastTally
     ) -> list[Chunk]:
-        """Render, split and record every request; fills in the job's kind, total and cost estimate."""
+        """Render, split and record every request; fills in the job's kind, total and cost forecast."""
         schema = record.response_schema
         splitter = ChunkSplitter(
             directory, self.provider.limits, lambda r: self.provider.render_line(r, schema)
@@ -152,7 +155,7 @@ class BatchManager:
         rows: list[RequestRow] = []
         pages = preparation.RequestPages(self.store, record, self.prepare_lease_s)
         kind: RequestKind | None = None
-        input_tokens = output_tokens = count = 0
+        count = 0
         try:
             for request in requests:
                 if kind is None:
@@ -165,9 +168,7 @@ class BatchManager:
                 if pages.repeated_ids:
                     continue  # keep reading only to name every repeated id
                 placement = splitter.add(request)
-                input_tokens += placement.est_tokens
-                if request.kind == "chat":
-                    output_tokens += request.max_tokens or DEFAULT_OUTPUT_TOKENS
+                tally.add(request, placement.est_tokens)
                 rows.append((request.id, count, 1, placement.chunk, placement.line, request.to_json()))
                 count += 1
                 if len(rows) >= STORE_PAGE:
@@ -182,8 +183,11 @@ class BatchManager:
             raise ValueError("submit() needs at least one request")
         record.kind = kind or "chat"
         record.total = count
-        if record.price is not None:
-            record.estimated_usd = record.price.cost(input_tokens, output_tokens, batch=True)
+        forecast = tally.forecast(record.price)
+        record.estimated_usd = forecast.worst_case_usd
+        record.expected_usd = forecast.expected_usd
+        record.forecast_basis = forecast.basis
+        record.counted_input_tokens = forecast.counted_input_tokens
         return splitter.finish()
 
     # -- follow ----------------------------------------------------------------------------------------

@@ -37,8 +37,10 @@ class JobProgress:
 
 @dataclass(frozen=True, slots=True)
 class JobCost:
-    """USD. ``estimated`` is known before submit; the others come from reported usage (None if unpriced).
-    ``input_tokens``/``output_tokens`` are the reported usage the figures come from."""
+    """USD. ``estimated`` (the worst case) and ``expected`` are forecast before submit (engine.forecast,
+    ``forecast_basis`` says where the expected figure comes from); the others come from reported usage
+    (None if unpriced). ``input_tokens``/``output_tokens`` are the reported usage the figures come from;
+    ``counted_input_tokens`` the prompt tokens counted before submit."""
 
     estimated_usd: float | None
     actual_usd: float | None
@@ -46,6 +48,14 @@ class JobCost:
     saved_usd: float | None
     input_tokens: int = 0
     output_tokens: int = 0
+    expected_usd: float | None = None
+    forecast_basis: str | None = None
+    counted_input_tokens: int | None = None
+
+    @property
+    def worst_case_usd(self) -> float | None:
+        """Prompts counted, every answer at max_tokens: what a ``max_cost_usd`` budget is compared with."""
+        return self.estimated_usd
 
 
 @dataclass(frozen=True, slots=True)

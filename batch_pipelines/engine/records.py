@@ -25,7 +25,10 @@ class JobRecord:
     prepared: bool = False
     cancel_requested: bool = False
     total: int = 0
-    estimated_usd: float | None = None
+    estimated_usd: float | None = None  # the worst case (engine.forecast)
+    expected_usd: float | None = None
+    forecast_basis: str | None = None
+    counted_input_tokens: int | None = None
     price: ModelPrice | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     response_schema: dict[str, Any] | None = None

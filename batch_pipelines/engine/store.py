@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -220,6 +221,30 @@ class BatchStore:
         with self._begin() as conn:
             ids = list(conn.execute(query).scalars())
         views = (self._load_view(job_id) for job_id in ids)
+        return [view for view in views if view is not None]
+
+    async def ended_jobs(
+        self, provider: str, model: str, keep: Callable[[JobRecord], bool], *, limit: int, scan: int
+    ) -> list[BatchJob]:
+        """Up to ``limit`` jobs of this provider and model that have ended and that ``keep`` accepts,
+        newest first, out of the ``scan`` most recently created (the history a cost forecast learns
+        from)."""
+        return await self._run(self._ended_jobs, provider, model, keep, limit, scan)
+
+    def _ended_jobs(
+        self, provider: str, model: str, keep: Callable[[JobRecord], bool], limit: int, scan: int
+    ) -> list[BatchJob]:
+        query = (
+            sa.select(jobs)
+            .where(jobs.c.provider == provider, jobs.c.model == model)
+            .where(jobs.c.open.is_(False), jobs.c.prepared.is_(True))
+            .order_by(jobs.c.created_at.desc())
+            .limit(scan)
+        )
+        with self._begin() as conn:
+            records = [job_from_row(row) for row in conn.execute(query).mappings()]
+        kept = [record for record in records if keep(record)][:limit]
+        views = (self._load_view(record.id) for record in kept)
         return [view for view in views if view is not None]
 
     # -- provider batches ------------------------------------------------------------------------------
@@ -541,11 +566,16 @@ def build_view(record: JobRecord, batch_records: list[BatchRecord], counts: Resu
         attempt=record.attempt,
         provider_batch_ids=[b.provider_batch_id for b in batch_records if b.provider_batch_id],
         progress=progress(record, batch_records, counts, now=time.time()),
-        cost=job_cost(
-            record.price,
-            record.estimated_usd,
-            counts.input_tokens + sum(b.input_tokens for b in uncollected),
-            counts.output_tokens + sum(b.output_tokens for b in uncollected),
+        cost=replace(
+            job_cost(
+                record.price,
+                record.estimated_usd,
+                counts.input_tokens + sum(b.input_tokens for b in uncollected),
+                counts.output_tokens + sum(b.output_tokens for b in uncollected),
+            ),
+            expected_usd=record.expected_usd,
+            forecast_basis=record.forecast_basis,
+            counted_input_tokens=record.counted_input_tokens,
         ),
         created_at=datetime.fromtimestamp(record.created_at, UTC),
         metadata=dict(record.metadata),

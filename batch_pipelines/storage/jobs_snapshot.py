@@ -40,6 +40,9 @@ def job_row(job: BatchJob) -> dict[str, Any]:
         "realtime_usd": job.cost.realtime_usd,
         "saved_usd": job.cost.saved_usd,
         "path": "local" if job.provider == "local" else "batch",
+        "expected_usd": job.cost.expected_usd,
+        "worst_case_usd": job.cost.worst_case_usd,
+        "forecast_basis": job.cost.forecast_basis,
     }
 
 

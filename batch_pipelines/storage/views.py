@@ -37,6 +37,9 @@ JOBS_SCHEMA: dict[str, pl.DataType] = {
     "realtime_usd": pl.Float64(),
     "saved_usd": pl.Float64(),
     "path": pl.String(),  # "batch", or "local" for the local provider's jobs
+    "expected_usd": pl.Float64(),  # the cost forecast made before submission (engine.forecast)
+    "worst_case_usd": pl.Float64(),
+    "forecast_basis": pl.String(),
 }
 
 SPEND_SCHEMA: dict[str, pl.DataType] = {
@@ -56,12 +59,15 @@ SPEND_SCHEMA: dict[str, pl.DataType] = {
 _COSTS = """
 CREATE OR REPLACE VIEW costs AS
 SELECT pipeline, partition_key, job_id, status, estimated_usd, actual_usd, realtime_usd, saved_usd,
-       {jobs_path} AS path
+       {jobs_path} AS path, {jobs_forecast}
 FROM jobs
 UNION ALL
-SELECT pipeline, partition_key, job_id, 'spent', NULL, cost_usd, cost_usd, 0.0, path
+SELECT pipeline, partition_key, job_id, 'spent', NULL, cost_usd, cost_usd, 0.0, path, {no_forecast}
 FROM spend
 """
+# Batch jobs are forecast before submission; realtime calls (and a snapshot from before forecasts) not.
+_FORECAST = "expected_usd, worst_case_usd, forecast_basis"
+_NO_FORECAST = "NULL::DOUBLE AS expected_usd, NULL::DOUBLE AS worst_case_usd, NULL::VARCHAR AS forecast_basis"
 
 _VIEW_TABLES = ("results", "dead_letters", "rejects")
 
@@ -125,8 +131,14 @@ def create_views(
     for name, relation in relations.items():
         connection.execute(f"CREATE OR REPLACE VIEW {name} AS {relation}")
     snapshot = layout.jobs_snapshot_path
-    has_path = not snapshot.exists() or "path" in pl.read_parquet_schema(snapshot)
-    connection.execute(_COSTS.format(jobs_path="path" if has_path else "'batch'"))
+    columns = set(pl.read_parquet_schema(snapshot)) if snapshot.exists() else set(JOBS_SCHEMA)
+    connection.execute(
+        _COSTS.format(
+            jobs_path="path" if "path" in columns else "'batch'",
+            jobs_forecast=_FORECAST if "expected_usd" in columns else _NO_FORECAST,
+            no_forecast=_NO_FORECAST,
+        )
+    )
 
 
 def _snapshot_relation(path: Path, schema: dict[str, pl.DataType]) -> str:
