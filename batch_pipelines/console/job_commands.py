@@ -20,7 +20,7 @@ from batch_pipelines.console.engine_access import (
     open_manager,
     open_store,
 )
-from batch_pipelines.console.job_view import job_dict, status_table
+from batch_pipelines.console.job_view import forecast_line, job_dict, status_table
 from batch_pipelines.console.jsonl_input import RequestFileError, read_request_file
 from batch_pipelines.console.output import console, print_error, print_json, print_table
 from batch_pipelines.engine import BatchEngineError, BatchJob, BatchResult, BatchStore, ProviderError
@@ -47,7 +47,12 @@ def register(subparsers: Any) -> None:
         help="a job id of your own (default: one derived from the file's content, provider and model, "
         "so running the same command again resumes the job instead of creating another)",
     )
-    submit.add_argument("--max-cost-usd", type=float, default=None, help="refuse if the estimate exceeds it")
+    submit.add_argument(
+        "--max-cost-usd",
+        type=float,
+        default=None,
+        help="refuse (before any upload) if the worst case (every answer at max_tokens) exceeds it",
+    )
     submit.add_argument("--pipeline", default=None, help="label the job for `cost` and `report`")
     submit.add_argument("--partition", default=None, help="label the job for `cost` and `report`")
     _common(submit, provider=True)
@@ -166,6 +171,8 @@ async def submit_command(args: argparse.Namespace) -> int:
     if resumed:
         print_error(f"job {job_id} was submitted before from this file: resumed it, nothing new was created")
     _print_jobs([job], "Submitted", args.json)
+    if not args.json:
+        console().print(f"Cost forecast: {forecast_line(job)}", highlight=False, soft_wrap=True)
     return 0
 
 

@@ -32,10 +32,23 @@ def job_dict(job: BatchJob) -> dict[str, Any]:
         "input_tokens": cost.input_tokens,
         "output_tokens": cost.output_tokens,
         "estimated_usd": cost.estimated_usd,
+        "expected_usd": cost.expected_usd,
+        "worst_case_usd": cost.worst_case_usd,
+        "forecast_basis": cost.forecast_basis,
         "cost_usd": cost.actual_usd,
         "realtime_usd": cost.realtime_usd,
         "saved_usd": cost.saved_usd,
     }
+
+
+def forecast_line(job: BatchJob) -> str:
+    """The job's cost forecast in a sentence: expected, worst case (what a budget is held to), basis."""
+    cost = job.cost
+    if cost.worst_case_usd is None:
+        return f"{job.id}: no cost forecast (no price for {job.provider}/{job.model})"
+    expected = f"expected {money(cost.expected_usd)}, " if cost.expected_usd is not None else ""
+    basis = f" [{cost.forecast_basis}]" if cost.forecast_basis else ""
+    return f"{job.id}: {expected}worst case {money(cost.worst_case_usd)}{basis}"
 
 
 def duration(seconds: float | None) -> str:

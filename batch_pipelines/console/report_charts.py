@@ -116,17 +116,19 @@ def _time_axis(figure: Figure, axes: Axes) -> None:
 
 def _cost_per_partition(figure: Figure, data: ReportData) -> None:
     title = "Cost per partition"
-    lines = [line for line in data.by_partition if line.cost_usd or line.estimated_usd]
+    lines = [line for line in data.by_partition if line.cost_usd or line.worst_case_usd]
     if not lines:
         _empty(figure, title, "no spend yet")
         return
     axes = figure.add_subplot()
     labels = [f"{line.group[0]}\n{line.group[1]}" for line in lines]
     positions = range(len(lines))
-    axes.bar([p - 0.2 for p in positions], [line.cost_usd for line in lines], width=0.4, label="paid")
-    axes.bar(
-        [p + 0.2 for p in positions], [line.estimated_usd for line in lines], width=0.4, label="estimated"
-    )
+    for offset, label, values in (
+        (-0.27, "paid", [line.cost_usd for line in lines]),
+        (0.0, "expected", [line.expected_usd for line in lines]),
+        (0.27, "worst case", [line.worst_case_usd for line in lines]),
+    ):
+        axes.bar([p + offset for p in positions], values, width=0.27, label=label)
     axes.set_xticks(list(positions), labels, fontsize=7, rotation=45, ha="right")
     axes.set_title(title)
     axes.set_ylabel("USD")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from batch_pipelines.console.spend import SpendLine, level_value, spend_by
+from batch_pipelines.console.spend import JOB_LEVEL, SpendLine, level_value, spend_by
 from batch_pipelines.engine import BatchJob, BatchStore
 from batch_pipelines.engine.spend import SpendTotal
 from batch_pipelines.storage.locations import DataLocations
@@ -36,6 +36,7 @@ class ReportData:
     by_partition: list[SpendLine]  # batch jobs and realtime calls together
     by_pipeline: list[SpendLine]
     by_pipeline_path: list[SpendLine]  # (pipeline, path): batch, realtime, packed, local
+    by_job: list[SpendLine]  # batch jobs in submission order: each job's forecast beside its bill
     total: SpendLine | None
     realtime_total: SpendLine | None  # the realtime calls (realtime and packed paths) alone
     failures: list[tuple[str, str, int]]  # (pipeline, error_type, count)
@@ -84,6 +85,7 @@ def gather_report_data(locations: DataLocations, *, now: datetime) -> ReportData
         by_partition=spend_by(jobs, ["pipeline", "partition_key", "model"], calls),
         by_pipeline=spend_by(jobs, ["pipeline"], calls),
         by_pipeline_path=spend_by(jobs, ["pipeline", "path"], calls),
+        by_job=[line for job in jobs for line in spend_by([job], [JOB_LEVEL])],
         total=total[0] if total else None,
         realtime_total=realtime_total[0] if realtime_total else None,
         failures=dead_letter_counts(locations),

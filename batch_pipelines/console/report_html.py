@@ -26,7 +26,7 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
 CHART_TITLES = {
     "throughput": "Items per hour by partition over time",
     "cost_over_time": "Spend over time, batch vs realtime price",
-    "cost_per_partition": "Cost per partition",
+    "cost_per_partition": "Cost per partition: paid, and forecast before submission",
     "failures": "Failures by reason",
     "savings": "Batch and realtime spend, and the batch savings",
 }
@@ -42,6 +42,8 @@ def render_report(data: ReportData, charts: dict[str, Path], page: Path) -> str:
         ("of which realtime calls", f"${data.realtime_total.cost_usd:.4f}" if data.realtime_total else "$0"),
         ("at realtime price", f"${total.realtime_usd:.4f}" if total else "$0"),
         ("saved", f"${total.saved_usd:.4f}" if total else "$0"),
+        ("forecast: expected", f"${total.expected_usd:.4f}" if total else "$0"),
+        ("forecast: worst case", f"${total.worst_case_usd:.4f}" if total else "$0"),
         ("discount realised", f"{total.discount_pct:.1f}%" if total and total.discount_pct else "-"),
     ]
     parts = [
@@ -68,6 +70,8 @@ def render_report(data: ReportData, charts: dict[str, Path], page: Path) -> str:
             parts.append(_partition_table(data.by_partition, data))
         elif name == "failures":
             parts.append(_table(["pipeline", "reason", "items"], data.failures))
+        elif name == "cost_per_partition":
+            parts.append(_forecast_table(data.by_job))
         elif name == "savings":
             parts.append(_spend_table(data.by_pipeline_path, ["pipeline", "path"]))
     parts.append("</body></html>")
@@ -107,6 +111,24 @@ def _partition_table(lines: Sequence[SpendLine], data: ReportData) -> str:
         "saved USD",
     ]
     return _table(columns, rows)
+
+
+def _forecast_table(lines: Sequence[SpendLine]) -> str:
+    """Each job's forecast beside its bill (errors once it has ended), with the forecast's basis."""
+    columns = ["job", "paid USD", "expected USD", "worst case USD", "expected error %", "worst case error %"]
+    rows = [
+        (
+            line.group[0],
+            line.cost_usd,
+            line.expected_usd,
+            line.worst_case_usd,
+            line.ended.error_pct(line.ended.expected_usd),
+            line.ended.error_pct(line.ended.worst_case_usd),
+            line.forecast_basis,
+        )
+        for line in lines
+    ]
+    return _table([*columns, "basis"], rows)
 
 
 def _spend_table(lines: Sequence[SpendLine], levels: list[str]) -> str:

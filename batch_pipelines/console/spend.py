@@ -4,6 +4,9 @@
 realtime call's (`realtime` or `packed` path) at the synchronous price. `realtime_usd` is the same tokens
 at the synchronous price; `saved_usd` their difference (what the batch discount saved; nothing for
 realtime calls) and `discount_pct` its share. `calls` counts realtime calls (a pack once).
+`expected_usd` and `worst_case_usd` are the batch jobs' forecasts made before submission
+(engine.forecast); their `*_error_pct` compare them with the bills of the jobs that have ended (positive:
+forecast above the bill). Realtime calls have no forecast.
 """
 
 from __future__ import annotations
@@ -17,7 +20,28 @@ from batch_pipelines.engine import BatchJob
 from batch_pipelines.engine.spend import SpendTotal
 
 LEVELS = ("pipeline", "partition_key", "model", "path")
+JOB_LEVEL = "job"  # one line per job: `cost --by job`
 UNLABELLED = "(none)"
+
+
+@dataclass
+class ForecastCheck:
+    """The forecasts of ended, priced jobs beside what they were billed."""
+
+    expected_usd: float = 0.0
+    worst_case_usd: float = 0.0
+    cost_usd: float = 0.0
+
+    def add(self, job: BatchJob) -> None:
+        cost = job.cost
+        if not job.status.is_terminal or cost.actual_usd is None or cost.expected_usd is None:
+            return
+        self.expected_usd += cost.expected_usd
+        self.worst_case_usd += cost.worst_case_usd or 0.0
+        self.cost_usd += cost.actual_usd
+
+    def error_pct(self, forecast: float) -> float | None:
+        return 100.0 * (forecast - self.cost_usd) / self.cost_usd if self.cost_usd else None
 
 
 @dataclass
@@ -34,6 +58,10 @@ class SpendLine:
     unpriced_jobs: int = 0
     calls: int = 0
     unpriced_calls: int = 0
+    expected_usd: float = 0.0
+    worst_case_usd: float = 0.0
+    ended: ForecastCheck = field(default_factory=ForecastCheck)
+    forecast_basis: str | None = None
     first_created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -52,6 +80,10 @@ class SpendLine:
         self.input_tokens += job.cost.input_tokens
         self.output_tokens += job.cost.output_tokens
         self.estimated_usd += job.cost.estimated_usd or 0.0
+        self.expected_usd += job.cost.expected_usd or 0.0
+        self.worst_case_usd += job.cost.worst_case_usd or 0.0
+        self.ended.add(job)
+        self.forecast_basis = job.cost.forecast_basis if self.jobs == 1 else None
         if job.cost.actual_usd is None:
             self.unpriced_jobs += 1
         else:
@@ -75,6 +107,8 @@ class SpendLine:
 
 
 def level_value(job: BatchJob, level: str) -> str:
+    if level == JOB_LEVEL:
+        return job.id
     if level == "model":
         return f"{job.provider}/{job.model}"
     if level == "path":
@@ -83,6 +117,8 @@ def level_value(job: BatchJob, level: str) -> str:
 
 
 def calls_level_value(total: SpendTotal, level: str) -> str:
+    if level == JOB_LEVEL:
+        return total.job_id
     if level == "model":
         return f"{total.provider}/{total.model}"
     value = getattr(total, level)
@@ -119,4 +155,13 @@ def spend_dict(line: SpendLine, levels: Sequence[str]) -> dict[str, Any]:
         "unpriced_jobs": line.unpriced_jobs,
         "calls": line.calls,
         "unpriced_calls": line.unpriced_calls,
+        "expected_usd": round(line.expected_usd, 8),
+        "worst_case_usd": round(line.worst_case_usd, 8),
+        "expected_error_pct": _rounded(line.ended.error_pct(line.ended.expected_usd)),
+        "worst_case_error_pct": _rounded(line.ended.error_pct(line.ended.worst_case_usd)),
+        **({"forecast_basis": line.forecast_basis} if JOB_LEVEL in levels else {}),
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

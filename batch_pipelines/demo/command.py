@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import dagster as dg
@@ -47,8 +47,8 @@ SUMMARY_QUERIES = {
         FROM results WHERE pipeline = 'support_tickets' GROUP BY category ORDER BY tickets DESC""",
     "Cost": """
         SELECT count(*) AS jobs, round(sum(expected_usd), 6) AS expected_usd,
-               round(sum(worst_case_usd), 6) AS worst_case_usd, round(sum(actual_usd), 6) AS actual_usd, round(sum(realtime_usd), 6) AS realtime_usd,
-               round(sum(saved_usd), 6) AS saved_usd
+               round(sum(worst_case_usd), 6) AS worst_case_usd, round(sum(actual_usd), 6) AS actual_usd,
+               round(sum(realtime_usd), 6) AS realtime_usd, round(sum(saved_usd), 6) AS saved_usd
         FROM costs WHERE pipeline = 'support_tickets'""",
 }
 

@@ -27,9 +27,9 @@ from batch_pipelines.engine.errors import (
     JobNotFoundError,
     ProviderError,
 )
+from batch_pipelines.engine.forecast import ForecastTally, read_history
 from batch_pipelines.engine.launching import BatchLauncher, apply_state, intent, mark_lost
 from batch_pipelines.engine.models import BatchJob, BatchRequest, BatchResult, BatchStatus, RequestKind
-from batch_pipelines.engine.forecast import ForecastTally, read_history
 from batch_pipelines.engine.records import QUEUED, JobRecord
 from batch_pipelines.engine.results import check_response_schema
 from batch_pipelines.engine.splitting import Chunk, ChunkSplitter
@@ -87,9 +87,9 @@ class BatchManager:
         and creates nothing new. ``metadata`` is kept with the job; ``response_schema`` (a JSON schema)
         makes each response parsed and validated into ``BatchResult.parsed``. With ``max_cost_usd``, a job
         whose worst case (prompts counted, every answer at ``max_tokens``, at the batch price; see
-        engine.forecast) exceeds it — or cannot be priced — raises BudgetExceededError before anything is uploaded and leaves no trace in the
-        store; ``budget_note`` is added to that message. Raises DuplicateRequestIdError naming repeated
-        request ids, ValueError for unusable input.
+        engine.forecast) exceeds it — or cannot be priced — raises BudgetExceededError before anything is
+        uploaded and leaves no trace in the store; ``budget_note`` is added to that message. Raises
+        DuplicateRequestIdError naming repeated request ids, ValueError for unusable input.
         """
         await self.store.initialize()
         job_id = job_id or f"job-{uuid.uuid4().hex}"

@@ -74,9 +74,7 @@ def request_texts(request: BatchRequest) -> list[str]:
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
-            texts.extend(
-                p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-            )
+            texts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return texts
 
 
@@ -87,7 +85,7 @@ class PromptTokenCounter:
     def __init__(self, provider: str, model: str) -> None:
         name = encoding_name(provider, model)
         self._encoding = _encoding(name) if name is not None else None
-        self.method = f"tiktoken {name} (sampled)" if self._encoding is not None else HEURISTIC
+        self.method = f"tiktoken {name}" if self._encoding is not None else HEURISTIC
         self._heuristic_total = 0
         self._sample_heuristic = 0
         self._sample_exact = 0
