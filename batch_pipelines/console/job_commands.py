@@ -172,7 +172,7 @@ async def submit_command(args: argparse.Namespace) -> int:
         print_error(f"job {job_id} was submitted before from this file: resumed it, nothing new was created")
     _print_jobs([job], "Submitted", args.json)
     if not args.json:
-        console().print(f"Cost forecast: {forecast_line(job)}", highlight=False, soft_wrap=True)
+        console().print(f"Cost forecast: {forecast_line(job)}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

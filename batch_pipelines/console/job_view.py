@@ -46,9 +46,9 @@ def forecast_line(job: BatchJob) -> str:
     cost = job.cost
     if cost.worst_case_usd is None:
         return f"{job.id}: no cost forecast (no price for {job.provider}/{job.model})"
-    expected = f"expected {money(cost.expected_usd)}, " if cost.expected_usd is not None else ""
-    basis = f" [{cost.forecast_basis}]" if cost.forecast_basis else ""
-    return f"{job.id}: {expected}worst case {money(cost.worst_case_usd)}{basis}"
+    expected = f"expected ${cost.expected_usd:.6f}, " if cost.expected_usd is not None else ""
+    basis = f" ({cost.forecast_basis})" if cost.forecast_basis else ""
+    return f"{job.id}: {expected}worst case ${cost.worst_case_usd:.6f}{basis}"
 
 
 def duration(seconds: float | None) -> str:

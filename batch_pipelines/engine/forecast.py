@@ -1,8 +1,9 @@
 """A job's cost before it is submitted, as two figures: expected, and worst case.
 
-- **Worst case**: every prompt token counted (engine.prompt_tokens) and every answer at its
-  ``max_tokens`` (``DEFAULT_OUTPUT_TOKENS`` without one), at the batch price. Answers cannot be longer,
-  so it only overshoots; a ``max_cost_usd`` budget is compared with it.
+- **Worst case**: the prompts at the higher of their character estimate (engine.limits, which errs
+  high) and their count (engine.prompt_tokens) scaled up by what the provider billed earlier jobs, and
+  every answer at its ``max_tokens`` (``DEFAULT_OUTPUT_TOKENS`` without one), at the batch price. A
+  ``max_cost_usd`` budget is compared with it.
 - **Expected**: the same prompts, with each answer as long as the answers of earlier jobs of the same
   pipeline and model were on average (never more than its ``max_tokens``), and the prompt count scaled by
   what the provider billed those jobs against what we counted for them (the framing and tokenizer
@@ -104,27 +105,35 @@ class ForecastTally:
         self.history = history
         self.prompts = PromptTokenCounter(provider, model)
         self._per_answer = history.output_per_answer
-        self.worst_output = 0
-        self.expected_output = 0.0
-        self.chat_requests = 0
+        self._caps: dict[int, int] = {}  # answers by max_tokens (one or a few values): cheap per request
 
     def add(self, request: BatchRequest, heuristic_tokens: int) -> None:
         self.prompts.add(request, heuristic_tokens)
-        if request.kind != "chat":
-            return
-        cap = request.max_tokens or DEFAULT_OUTPUT_TOKENS
-        self.chat_requests += 1
-        self.worst_output += cap
-        self.expected_output += (
-            cap * DEFAULT_OUTPUT_RATIO if self._per_answer is None else min(self._per_answer, cap)
-        )
+        if request.kind == "chat":
+            cap = request.max_tokens or DEFAULT_OUTPUT_TOKENS
+            self._caps[cap] = self._caps.get(cap, 0) + 1
+
+    @property
+    def chat_requests(self) -> int:
+        return sum(self._caps.values())
+
+    @property
+    def worst_output(self) -> int:
+        return sum(cap * count for cap, count in self._caps.items())
+
+    @property
+    def expected_output(self) -> float:
+        if self._per_answer is None:
+            return self.worst_output * DEFAULT_OUTPUT_RATIO
+        return sum(min(self._per_answer, cap) * count for cap, count in self._caps.items())
 
     def forecast(self, price: ModelPrice | None) -> Forecast:
         counted = self.prompts.total
         ratio = self.history.input_ratio
         expected_input = counted * (ratio or 1.0)
-        # A guard may only overshoot: prompts the provider bills above our count raise the worst case too.
-        worst_input = counted * max(ratio or 1.0, 1.0)
+        # A guard may only overshoot: never below the character heuristic (which errs high), nor below
+        # what the provider billed earlier jobs for prompts counted like these.
+        worst_input = max(self.prompts.heuristic_total, counted * max(ratio or 1.0, 1.0))
         return Forecast(
             expected_usd=price.cost(round(expected_input), round(self.expected_output)) if price else None,
             worst_case_usd=price.cost(round(worst_input), self.worst_output) if price else None,

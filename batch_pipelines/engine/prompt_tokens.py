@@ -86,17 +86,21 @@ class PromptTokenCounter:
         name = encoding_name(provider, model)
         self._encoding = _encoding(name) if name is not None else None
         self.method = f"tiktoken {name}" if self._encoding is not None else HEURISTIC
-        self._heuristic_total = 0
+        self.heuristic_total = 0
         self._sample_heuristic = 0
         self._sample_exact = 0
-        self._seen = 0
+        self._sampled = 0
+        # Requests until the next one to tokenize; never reaches 0 without a tokenizer.
+        self._countdown = 1 if self._encoding is not None else -1
 
     def add(self, request: BatchRequest, heuristic_tokens: int) -> None:
         """Count one request; ``heuristic_tokens`` is its character estimate (the splitter has it)."""
-        self._heuristic_total += heuristic_tokens
-        seen, self._seen = self._seen, self._seen + 1
-        if self._encoding is None or (seen >= EXACT_HEAD and seen % SAMPLE_STRIDE):
+        self.heuristic_total += heuristic_tokens
+        self._countdown -= 1
+        if self._countdown:
             return
+        self._sampled += 1
+        self._countdown = 1 if self._sampled < EXACT_HEAD else SAMPLE_STRIDE
         self._sample_heuristic += heuristic_tokens
         self._sample_exact += self._exact(request)
 
@@ -112,5 +116,5 @@ class PromptTokenCounter:
     @property
     def total(self) -> int:
         if not self._sample_heuristic:
-            return self._heuristic_total
-        return round(self._heuristic_total * self._sample_exact / self._sample_heuristic)
+            return self.heuristic_total
+        return round(self.heuristic_total * self._sample_exact / self._sample_heuristic)

@@ -295,15 +295,16 @@ class PipelineSpec(_SpecModel):
         default=None,
         gt=0,
         description=(
-            "Budget in USD: a submission whose cost estimate would take spend past it is refused before "
-            "anything is uploaded. Unset: no limit."
+            "Budget in USD: a submission whose worst-case cost (every answer at `max_tokens`) would take "
+            "spend past it is refused before anything is uploaded. Unset: no limit."
         ),
     )
     max_cost_per: Literal["run", "day"] = Field(
         default="run",
         description=(
             "What `max_cost_usd` bounds: each partition's submission (`run`) or everything the pipeline "
-            "submits in a UTC day (`day`, counting the estimates of that day's earlier jobs)."
+            "submits in a UTC day (`day`, counting the worst cases of that day's earlier jobs, or their "
+            "bills where higher)."
         ),
     )
     dead_letter_threshold: float = Field(

@@ -37,6 +37,9 @@ def test_partition_goes_from_input_to_queryable_results(harness: PipelineHarness
     assert metadata["items_submitted"] == ROWS_PER_DAY
     assert metadata["items_skipped"] == 0
     assert isinstance(metadata["estimated_cost_usd"], float) and metadata["estimated_cost_usd"] > 0
+    assert metadata["worst_case_cost_usd"] == metadata["estimated_cost_usd"]
+    assert 0 < metadata["expected_cost_usd"] < metadata["worst_case_cost_usd"]
+    assert str(metadata["cost_forecast"]).startswith("no history: 50 % of max_tokens")
 
     [request] = harness.wait_for_run_requests()
     assert request.partition_key == "2026-11-02"

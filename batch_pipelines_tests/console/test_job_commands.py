@@ -73,7 +73,9 @@ def test_submit_status_results_and_cost(cli_env: Path, capsys: pytest.CaptureFix
     requests_file.write_text(openai_lines(5))
     submitted = run_json(capsys, "submit", str(requests_file), "--pipeline", "adhoc", "--partition", "p1")
     assert submitted["total"] == 5 and submitted["model"] == "gpt-4o-mini"
-    assert submitted["estimated_usd"] > 0
+    assert submitted["estimated_usd"] > 0 and submitted["worst_case_usd"] == submitted["estimated_usd"]
+    assert 0 < submitted["expected_usd"] < submitted["worst_case_usd"]
+    assert submitted["forecast_basis"].startswith("no history: 50 % of max_tokens")
 
     code, table, _ = run_cli(capsys, "status")
     assert code == 0 and submitted["id"] in table and "items/h" in table and "cost so far" in table
@@ -96,6 +98,14 @@ def test_submit_status_results_and_cost(cli_env: Path, capsys: pytest.CaptureFix
     )
     assert spend["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in results))
     assert spend["discount_pct"] == pytest.approx(50.0)
+    assert spend["expected_usd"] == pytest.approx(submitted["expected_usd"], abs=1e-8)  # rounded to 8
+    assert spend["worst_case_usd"] == pytest.approx(submitted["worst_case_usd"], abs=1e-8)
+    assert spend["worst_case_usd"] >= spend["cost_usd"]
+    assert spend["worst_case_error_pct"] == pytest.approx(
+        100 * (spend["worst_case_usd"] - spend["cost_usd"]) / spend["cost_usd"], abs=0.1
+    )
+    code, table, _ = run_cli(capsys, "cost")
+    assert code == 0 and "Forecast vs billed, per job" in table and submitted["id"] in table
     code, table, _ = run_cli(capsys, "cost", "--by", "model")
     assert code == 0 and "TOTAL" in table and "openai/gpt-4o-mini" in table
 
@@ -156,6 +166,7 @@ def test_the_key_never_reaches_the_output(
     monkeypatch.setenv("MY_KEY", SECRET)
     code, out, err = run_cli(capsys, "submit", str(requests_file), "--api-key-env", "MY_KEY")
     assert code == 0 and SECRET not in out + err
+    assert "Cost forecast:" in out and "worst case $" in out and "no history: 50 % of max_tokens" in out
 
 
 def test_status_watch_follows_jobs_until_they_end(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
