@@ -58,6 +58,8 @@ def test_report_page_and_charts(
     assert "2026-11-01" in page and "2026-11-02" in page
     assert "invalid_request" in page
     assert "50.0%" in page  # the discount realised at the batch price
+    assert "forecast: expected" in page and "forecast: worst case" in page
+    assert "no history: 50 % of max_tokens" in page  # the first partition's forecast basis
 
     assert main(["cost", "--workdir", str(ran_pipeline), "--json"]) == 0
     spend = json.loads(capsys.readouterr().out)
