@@ -73,6 +73,7 @@ def build_realtime_worker_job(
                 api_key=batch_engine.api_key,
                 max_connections=config.concurrency,
             )
+            batch_engine.layout().workdir.mkdir(parents=True, exist_ok=True)  # where the store lives
             store = BatchStore(batch_engine.store_location())  # the spend ledger (no partition here)
             scope = SpendScope(pool, None, f"realtime:{pool}:workers", provider, model)
             try:
