@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "cost": "batch_pipelines.console.cost_command",
     "report": "batch_pipelines.console.report_command",
     "spec-reference": "batch_pipelines.console.spec_reference",
+    "doctor": "batch_pipelines.console.doctor_command",
     "export": _INTERCHANGE,
     "import": _INTERCHANGE,
 }
@@ -52,7 +53,8 @@ def invoked_as() -> str:
 def build_parser(modules: Iterable[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batch-pipelines",
-        description="Run language-model workloads in batch: throughput and cost first.",
+        description="Run language-model workloads in batch: throughput and cost first. Errors print one "
+        "line; add --debug anywhere (or set BATCH_PIPELINES_DEBUG=1) to see the traceback.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in dict.fromkeys(COMMANDS.values() if modules is None else modules):
@@ -61,13 +63,14 @@ def build_parser(modules: Iterable[str] | None = None) -> argparse.ArgumentParse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    from batch_pipelines.console.failures import run_reporting_failures, split_debug_flag
+
+    arguments, debug = split_debug_flag(list(sys.argv[1:] if argv is None else argv))
     # The top-level parser takes no options but -h, so the first other word is the command's name.
     named = next((word for word in arguments if not word.startswith("-")), None)
     modules = [COMMANDS[named]] if named in COMMANDS else None
     args = build_parser(modules).parse_args(arguments)
-    exit_code: int = args.handler(args)
-    return exit_code
+    return run_reporting_failures(args.handler, args, debug)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,24 @@ WORKDIR_ENV = "BATCH_PIPELINES_HOME"
 DEFAULT_WORKDIR_NAME = ".batch_pipelines"
 
 
+class WorkdirError(ValueError):
+    """The working folder named cannot be one (a file is in the way)."""
+
+
 def resolve_workdir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The absolute working folder; not created here."""
+    """The absolute working folder; not created here. A path that is a file, or lies under one, is
+    refused (WorkdirError naming it)."""
     if explicit:
         chosen = Path(explicit)
     elif os.environ.get(WORKDIR_ENV):
         chosen = Path(os.environ[WORKDIR_ENV])
     else:
         chosen = Path.cwd() / DEFAULT_WORKDIR_NAME
-    return chosen.expanduser().resolve()
+    resolved = chosen.expanduser().resolve()
+    blocking = next((path for path in (resolved, *resolved.parents) if path.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise WorkdirError(
+            f"working folder {resolved}: {blocking} is a file, not a folder; give --workdir (or "
+            f"${WORKDIR_ENV}) a folder, which is created when missing"
+        )
+    return resolved

@@ -9,6 +9,7 @@ import dagster as dg
 
 from batch_pipelines.components.collection import CollectionOutcome, JobStillRunningError, collect_partition
 from batch_pipelines.components.engine_session import latest_job_id, open_engine
+from batch_pipelines.components.partition_repair import repair_unreadable_partition
 from batch_pipelines.components.policies import (
     JOB_ATTEMPT_TAG,
     JOB_ID_TAG,
@@ -63,6 +64,8 @@ def build_results_asset(spec: PipelineSpec, partitions_def: dg.PartitionsDefinit
                         f"no batch job for partition {partition_key!r}; materialize its submission first"
                     )
                     raise failure_for_good(missing)
+                for repaired in await repair_unreadable_partition(engine.store, spec, layout, partition_key):
+                    context.log.warning(repaired)
                 attempt = context.run.tags.get(JOB_ATTEMPT_TAG)
                 return await collect_partition(
                     engine.manager,

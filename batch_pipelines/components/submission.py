@@ -11,6 +11,7 @@ import polars as pl
 from duckdb import DuckDBPyConnection
 
 from batch_pipelines.components.budget import submission_budget
+from batch_pipelines.components.partition_repair import repair_unreadable_partition
 from batch_pipelines.components.requests_for_partition import (
     SLICE_ROWS,
     ParquetRows,
@@ -114,6 +115,7 @@ async def submit_partition(
 ) -> SubmissionOutcome:
     if not layout.partition_exists("inputs", spec.name, partition_key):
         raise MissingInputError(f"input partition {partition_key!r} of {spec.name!r} is not materialized")
+    await repair_unreadable_partition(manager.store, spec, layout, partition_key)  # (logs what it rewrote)
     # Read twice, a slice at a time (hashes first, for the job id; then the requests), never whole; the
     # keys go to a file and are compared and sorted there, so memory does not grow with the partition.
     inputs: Rows = (

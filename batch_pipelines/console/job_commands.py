@@ -20,9 +20,11 @@ from batch_pipelines.console.engine_access import (
     open_manager,
     open_store,
 )
+from batch_pipelines.console.failures import debug_requested
 from batch_pipelines.console.job_view import forecast_line, job_dict, status_table
 from batch_pipelines.console.jsonl_input import RequestFileError, read_request_file
 from batch_pipelines.console.output import console, print_error, print_json, print_table
+from batch_pipelines.console.submit_checks import budget_usd, file_digest, refuse_other_file
 from batch_pipelines.engine import BatchEngineError, BatchJob, BatchResult, BatchStore, ProviderError
 
 RESPONSE_PREVIEW = 80
@@ -49,9 +51,10 @@ def register(subparsers: Any) -> None:
     )
     submit.add_argument(
         "--max-cost-usd",
-        type=float,
+        type=budget_usd,
         default=None,
-        help="refuse (before any upload) if the worst case (every answer at max_tokens) exceeds it",
+        help="refuse (before any upload) if the worst case (every answer at max_tokens) exceeds it "
+        "(USD, >= 0)",
     )
     submit.add_argument("--pipeline", default=None, help="label the job for `cost` and `report`")
     submit.add_argument("--partition", default=None, help="label the job for `cost` and `report`")
@@ -86,6 +89,8 @@ def _handler(command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) 
         try:
             return asyncio.run(command(args))
         except (CommandError, RequestFileError, BatchEngineError, ValueError) as error:
+            if debug_requested():
+                raise
             print_error(f"error: {error}")
             return 1
 
@@ -145,7 +150,7 @@ async def submit_command(args: argparse.Namespace) -> int:
     model = args.model or request_file.model
     if model is None:
         raise CommandError(f"{args.file}: name the model with --model (the lines do not name exactly one)")
-    metadata = {"source_file": args.file.name}
+    metadata = {"source_file": args.file.name, "source_sha256": file_digest(args.file)}
     if args.pipeline:
         metadata["pipeline"] = args.pipeline
     if args.partition:
@@ -155,6 +160,7 @@ async def submit_command(args: argparse.Namespace) -> int:
         open_store(args, must_exist=False) as store,
         open_manager(args, store, provider=args.provider, model=model) as manager,
     ):
+        await refuse_other_file(store, job_id, args.file, metadata["source_sha256"])
         resumed = await store.get_job_record(job_id) is not None
         try:
             job = await manager.submit(

@@ -7,6 +7,7 @@ from typing import Any
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from batch_pipelines.console.safe_text import plain
 from batch_pipelines.engine import BatchJob
 
 
@@ -65,7 +66,7 @@ def money(value: float | None) -> str:
 
 
 def status_table(jobs: list[BatchJob], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain(title), title_justify="left")
     for name, justify in (
         ("job", "left"),
         ("status", "left"),
@@ -82,7 +83,7 @@ def status_table(jobs: list[BatchJob], title: str) -> Table:
         progress = job.progress
         done = progress.completed + progress.failed
         table.add_row(
-            job.id,
+            plain(job.id),
             job.status.value,
             ProgressBar(total=max(progress.total, 1), completed=min(done, progress.total), width=24),
             f"{progress.percent:.1f}",

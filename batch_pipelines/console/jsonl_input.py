@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_pipelines.engine import BatchRequest
+from batch_pipelines.wire.request_checks import message_problem
 
 _REQUEST_FIELDS = ("system", "max_tokens", "temperature")
 _BODY_SKIP = {"model", "messages", "input", "max_tokens", "max_completion_tokens", "temperature"}
@@ -34,11 +35,18 @@ def read_request_file(path: Path) -> RequestFile:
         raise RequestFileError(f"{path}: no such file")
     requests: list[BatchRequest] = []
     models: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise RequestFileError(
+                    f"{where}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1}); "
+                    "save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 document = json.loads(line)
             except json.JSONDecodeError as error:
@@ -62,6 +70,7 @@ def _request_of(document: dict[str, Any]) -> tuple[BatchRequest, str | None]:
         return _openai_line(document)
     if "id" not in document:
         raise ValueError("each line needs 'id' (simple form) or 'custom_id' (OpenAI batch input)")
+    request_id = _id_text(document["id"], "id")
     extra = set(document) - {"id", "messages", "input", "params", *_REQUEST_FIELDS}
     if extra:
         raise ValueError(f"unknown field(s) {', '.join(sorted(extra))}")
@@ -69,13 +78,28 @@ def _request_of(document: dict[str, Any]) -> tuple[BatchRequest, str | None]:
     if not isinstance(params, dict):
         raise ValueError("'params' must be an object")
     request = BatchRequest(
-        id=str(document["id"]),
+        id=request_id,
         messages=document.get("messages"),
         input=document.get("input"),
         params=params,
         **{name: document[name] for name in _REQUEST_FIELDS if name in document},
     )
-    return request, None
+    return _checked_messages(request), None
+
+
+def _id_text(value: Any, field: str) -> str:
+    """An id as text: a non-empty string, or an integer written as one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"'{field}' must be a non-empty string, got {json.dumps(value)}")
+    return value
+
+
+def _checked_messages(request: BatchRequest) -> BatchRequest:
+    if request.messages is not None and (problem := message_problem(request.messages)):
+        raise ValueError(problem)
+    return request
 
 
 def _openai_line(document: dict[str, Any]) -> tuple[BatchRequest, str | None]:
@@ -83,7 +107,7 @@ def _openai_line(document: dict[str, Any]) -> tuple[BatchRequest, str | None]:
     if not isinstance(body, dict):
         raise ValueError("'body' must be an object")
     url = str(document.get("url", "/v1/chat/completions"))
-    custom_id = str(document["custom_id"])
+    custom_id = _id_text(document["custom_id"], "custom_id")
     model = body.get("model")
     if url.endswith("/embeddings"):
         text = body.get("input")
@@ -99,4 +123,4 @@ def _openai_line(document: dict[str, Any]) -> tuple[BatchRequest, str | None]:
         temperature=body.get("temperature"),
         params={key: value for key, value in body.items() if key not in _BODY_SKIP},
     )
-    return request, model
+    return _checked_messages(request), model

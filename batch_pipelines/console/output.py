@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from batch_pipelines.console.safe_text import plain, strip_controls
+
 
 def console() -> Console:
     """A console on the stdout current at call time (tests capture it)."""
@@ -22,11 +24,11 @@ def print_json(document: Any) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain(title), title_justify="left")
     for name in columns:
         table.add_column(name, overflow="fold")
     for row in rows:
-        table.add_row(*(format_cell(value) for value in row))
+        table.add_row(*(plain(format_cell(value)) for value in row))  # data is never read as markup
     console().print(table)
 
 
@@ -39,4 +41,4 @@ def format_cell(value: Any) -> str:
 
 
 def print_error(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(strip_controls(message), file=sys.stderr)

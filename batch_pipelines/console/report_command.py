@@ -34,6 +34,8 @@ def write_report(locations: DataLocations, out: Path) -> dict[str, Path]:
 
     out = out.resolve()
     data = gather_report_data(locations, now=datetime.now(UTC))
+    for line in data.unreadable:
+        print_error(f"warning: {line}")
     charts = draw_charts(data, out.parent, out.stem)
     out.write_text(render_report(data, charts, out), encoding="utf-8")
     return {**charts, "html": out}

@@ -40,6 +40,7 @@ class ReportData:
     total: SpendLine | None
     realtime_total: SpendLine | None  # the realtime calls (realtime and packed paths) alone
     failures: list[tuple[str, str, int]]  # (pipeline, error_type, count)
+    unreadable: list[str]  # one line per table file the figures leave out, naming its partition
 
 
 def job_point(job: BatchJob) -> JobPoint:
@@ -55,19 +56,21 @@ def job_point(job: BatchJob) -> JobPoint:
     )
 
 
-def dead_letter_counts(locations: DataLocations) -> list[tuple[str, str, int]]:
-    """Dead letters per pipeline and error type, read through the DuckDB views (local or on S3)."""
+def dead_letter_counts(locations: DataLocations) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """Dead letters per pipeline and error type, read through the DuckDB views (local or on S3), and a
+    line for each recorded table file that could not be read."""
     import duckdb
 
     from batch_pipelines.storage.views import create_views
 
     with duckdb.connect() as connection:
-        create_views(connection, locations.layout, locations.duckdb_s3())
+        sources = create_views(connection, locations.layout, locations.duckdb_s3())
         counts = connection.execute(
             "SELECT pipeline, error_type, count(*) AS n FROM dead_letters GROUP BY ALL "
             "ORDER BY n DESC, pipeline, error_type"
         ).fetchall()
-    return [(str(pipeline), str(error_type), int(count)) for pipeline, error_type, count in counts]
+    failures = [(str(pipeline), str(error_type), int(count)) for pipeline, error_type, count in counts]
+    return failures, [file.message() for file in sources.unreadable]
 
 
 def gather_report_data(locations: DataLocations, *, now: datetime) -> ReportData:
@@ -78,6 +81,7 @@ def gather_report_data(locations: DataLocations, *, now: datetime) -> ReportData
     jobs.sort(key=lambda job: job.created_at)
     total = spend_by(jobs, [], calls)
     realtime_total = spend_by([], [], calls)
+    failures, unreadable = dead_letter_counts(locations)
     return ReportData(
         generated_at=now,
         source=_source(locations),
@@ -88,7 +92,8 @@ def gather_report_data(locations: DataLocations, *, now: datetime) -> ReportData
         by_job=[line for job in jobs for line in spend_by([job], [JOB_LEVEL])],
         total=total[0] if total else None,
         realtime_total=realtime_total[0] if realtime_total else None,
-        failures=dead_letter_counts(locations),
+        failures=failures,
+        unreadable=unreadable,
     )
 
 

@@ -59,6 +59,7 @@ def render_report(data: ReportData, charts: dict[str, Path], page: Path) -> str:
             for n, v in figures
         ),
         "</div>",
+        *(f"<p class='warning'>Unreadable: {escape(line)}</p>" for line in data.unreadable),
     ]
     for name, path in charts.items():
         relative = Path(path).relative_to(page.parent) if path.is_relative_to(page.parent) else path

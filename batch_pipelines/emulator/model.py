@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from batch_pipelines.emulator.errors import ApiError, invalid
+from batch_pipelines.emulator.message_rules import check_anthropic_messages, check_openai_messages
 from batch_pipelines.emulator.schema_instance import instance_for_schema
 
 MESSAGE_OVERHEAD_TOKENS = 3
@@ -84,6 +85,7 @@ def _require_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             raise invalid(
                 f"Invalid value for 'messages[{index}]': expected an object with a role.", "messages"
             )
+    check_openai_messages(messages)
     return messages
 
 
@@ -256,6 +258,7 @@ def check_anthropic(body: dict[str, Any]) -> tuple[str, int, list[dict[str, Any]
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "messages: at least one message is required")
+    check_anthropic_messages(messages)
     return model, max_tokens, messages
 
 

@@ -9,6 +9,7 @@ created twice.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
@@ -97,6 +98,8 @@ class BatchManager:
             raise ValueError(f"job_id {job_id!r}: use 1-200 letters, digits, '_', '-', '.' or ':'")
         if response_schema is not None:
             check_response_schema(response_schema)
+        if max_cost_usd is not None and not (math.isfinite(max_cost_usd) and max_cost_usd >= 0):
+            raise ValueError(f"max_cost_usd must be a finite amount of at least 0, got {max_cost_usd!r}")
         record = JobRecord(
             id=job_id,
             provider=self.provider.name,

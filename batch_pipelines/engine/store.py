@@ -29,6 +29,7 @@ from batch_pipelines.engine.pricing import job_cost
 from batch_pipelines.engine.records import LAUNCHING, BatchRecord, JobRecord, ResultCounts
 from batch_pipelines.engine.spend import CallSpend, SpendScope, SpendTotal
 from batch_pipelines.engine.status import progress, summarize
+from batch_pipelines.engine.store_file import check_store_file, sqlite_file_of, unusable_store
 from batch_pipelines.engine.tables import (
     REQUEST_COLUMNS,
     REQUEST_RESULT_COLUMNS,
@@ -88,7 +89,16 @@ class BatchStore:
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(_with_psycopg(self.url), pool_pre_ping=True)
-        _create_tables(engine)
+        path = sqlite_file_of(self.url)
+        if path is not None:
+            check_store_file(path)
+        try:
+            _create_tables(engine)
+        except (sa.exc.DatabaseError, sa.exc.OperationalError) as error:
+            engine.dispose()
+            if path is None or _lost_a_schema_race(error):
+                raise
+            raise unusable_store(path, error) from error
         self._engine = engine
 
     async def close(self) -> None:

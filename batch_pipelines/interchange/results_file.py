@@ -23,7 +23,7 @@ from batch_pipelines.pipeline.requests import spec_version
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.providers.openai import parse_output_line
 from batch_pipelines.storage.layout import StorageLayout
-from batch_pipelines.storage.parquet_files import read_parquet_or_empty, write_parquet_atomic
+from batch_pipelines.storage.parquet_files import read_parquet_or_empty
 from batch_pipelines.storage.tables import DEAD_LETTERS_SCHEMA
 
 
@@ -89,9 +89,12 @@ def import_results(
         earlier_dead = read_parquet_or_empty(dead_path, DEAD_LETTERS_SCHEMA).filter(
             ~pl.col("id").is_in(list(settled_now))
         )
-        write_parquet_atomic(merged.sort("id"), results_path)
-        write_parquet_atomic(
-            pl.concat([earlier_dead, dead_now], how="diagonal_relaxed").sort("id"), dead_path
+        layout.write_partition(merged.sort("id"), "results", spec.name, partition_key)
+        layout.write_partition(
+            pl.concat([earlier_dead, dead_now], how="diagonal_relaxed").sort("id"),
+            "dead_letters",
+            spec.name,
+            partition_key,
         )
     return ImportOutcome(
         answered=len(new_rows),

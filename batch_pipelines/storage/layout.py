@@ -7,6 +7,7 @@
 <workdir>/request_keys/<pipeline>/<partition>.parquet  id + request hash of each row as last submitted
 <workdir>/batches.db                                   the engine's BatchStore
 <workdir>/catalog/jobs.parquet                         snapshot of the store for the `jobs`/`costs` views
+<workdir>/catalog/partitions.db                        every partition file a run wrote (what the views read)
 
 With `remote` set (S3Tables), the inputs, rejects, results, dead letters and request keys live on S3
 instead, at `s3://<bucket>/<prefix>/<table>/<pipeline>/<partition>.parquet`; use the *_partition
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 
 from batch_pipelines.pipeline.partition_keys import check_partition_key
 from batch_pipelines.storage.parquet_files import write_parquet_atomic
+from batch_pipelines.storage.partition_catalog import record_partition_file
 from batch_pipelines.storage.s3_tables import S3Tables
 
 TABLES = ("inputs", "rejects", "results", "dead_letters", "request_keys")
@@ -92,7 +94,9 @@ class StorageLayout:
         local file (on S3 it is collected first, as S3 objects are written whole)."""
         path = self.partition_path(table, pipeline, partition_key)
         if self.remote is None:
-            return str(write_parquet_atomic(frame, path))
+            write_parquet_atomic(frame, path)
+            record_partition_file(self.workdir, table, pipeline, partition_key, path)
+            return str(path)
         if isinstance(frame, pl.LazyFrame):
             frame = frame.collect(engine="streaming")
         return self.remote.write(frame, table, pipeline, partition_key)
@@ -131,6 +135,7 @@ class StorageLayout:
                     raise ValueError(f"no rows were written for {table} partition {partition_key!r}")
                 if self.remote is None:
                     os.replace(temporary, path)
+                    record_partition_file(self.workdir, table, pipeline, partition_key, path)
                     writer.location = str(path)
                 else:
                     writer.location = self.remote.upload_file(

@@ -13,8 +13,9 @@ from typing import Any, TextIO
 
 import duckdb
 
+from batch_pipelines.console.safe_text import strip_controls
 from batch_pipelines.storage.locations import DataLocations, add_location_options
-from batch_pipelines.storage.views import read_only_catalog
+from batch_pipelines.storage.views import ViewSources, read_only_catalog
 
 
 def register(subparsers: Any) -> None:
@@ -30,6 +31,12 @@ def register(subparsers: Any) -> None:
 
 
 def run_query_command(args: argparse.Namespace) -> int:
+    if not args.sql.strip():
+        print(
+            'error: the SQL is empty; give one statement, e.g. "SELECT * FROM results LIMIT 5"',
+            file=sys.stderr,
+        )
+        return 2
     try:
         locations = DataLocations.from_args(args)
         layout = locations.layout
@@ -40,7 +47,10 @@ def run_query_command(args: argparse.Namespace) -> int:
         from batch_pipelines.storage.jobs_snapshot import refresh_jobs_snapshot
 
         refresh_jobs_snapshot(layout, locations.store_location())
-        with read_only_catalog(layout, locations.duckdb_s3()) as connection:
+        sources = ViewSources()
+        with read_only_catalog(layout, locations.duckdb_s3(), sources) as connection:
+            for unreadable in sources.unreadable:
+                print(f"warning: {unreadable.message()}", file=sys.stderr)
             cursor = connection.execute(args.sql)
             columns = [column[0] for column in cursor.description or []]
             rows = cursor.fetchall()
@@ -64,7 +74,7 @@ def write_rows(columns: list[str], rows: list[tuple[Any, ...]], output_format: s
 
 
 def _write_table(columns: list[str], rows: list[tuple[Any, ...]], out: TextIO) -> None:
-    cells = [["" if value is None else str(value) for value in row] for row in rows]
+    cells = [["" if value is None else strip_controls(str(value)) for value in row] for row in rows]
     widths = [max([len(name), *(len(row[index]) for row in cells)]) for index, name in enumerate(columns)]
     out.write(
         "  ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True)).rstrip() + "\n"

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from batch_pipelines.wire.request_checks import check_request_shape
+
 RequestKind = Literal["chat", "embedding"]
 # msgspec writes and reads the stored payloads several times faster than json (a million per partition).
 _ENCODER = msgspec.json.Encoder()
@@ -50,6 +52,7 @@ class BatchRequest:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_request_shape(self.id, self.messages, self.max_tokens, self.temperature, self.input)
         if self.input is not None and self.messages is None:
             self.kind = "embedding"
         if self.kind == "chat" and not self.messages:
