@@ -53,7 +53,9 @@ def test_a_corrupt_results_file_is_named_left_out_and_rewritten_by_a_rerun(
 
     results_path.write_bytes(b"this is not parquet any more\n" * 40)
 
-    dead = cli("query", "--workdir", str(workdir), "--format", "csv", "SELECT count(*) AS n FROM dead_letters")
+    dead = cli(
+        "query", "--workdir", str(workdir), "--format", "csv", "SELECT count(*) AS n FROM dead_letters"
+    )
     assert dead.returncode == 0, dead.stderr
     assert dead.stdout.splitlines()[1] == str(dead_before)
     assert f"results file {results_path}" in dead.stderr and f"partition '{day}'" in dead.stderr
