@@ -65,7 +65,8 @@ def one_error_line(answer: subprocess.CompletedProcess[str]) -> str:
         ({**GOOD, "id": ""}, "'id' must be a non-empty string, got \"\""),
         (
             {"id": "a", "messages": [{"role": "wizard", "content": "hi"}]},
-            "messages[0].role is 'wizard'; expected one of system, developer, user, assistant, tool, function",
+            "messages[0].role is 'wizard'; expected one of "
+            "system, developer, user, assistant, tool, function",
         ),
         (
             {"id": "a", "messages": [{"role": "user"}]},
