@@ -29,7 +29,12 @@ from batch_pipelines.engine.pricing import job_cost
 from batch_pipelines.engine.records import LAUNCHING, BatchRecord, JobRecord, ResultCounts
 from batch_pipelines.engine.spend import CallSpend, SpendScope, SpendTotal
 from batch_pipelines.engine.status import progress, summarize
-from batch_pipelines.engine.store_file import check_store_file, sqlite_file_of, unusable_store
+from batch_pipelines.engine.store_file import (
+    check_store_file,
+    create_store_file,
+    sqlite_file_of,
+    unusable_store,
+)
 from batch_pipelines.engine.tables import (
     REQUEST_COLUMNS,
     REQUEST_RESULT_COLUMNS,
@@ -92,6 +97,8 @@ class BatchStore:
         path = sqlite_file_of(self.url)
         if path is not None:
             check_store_file(path)
+            if not path.exists():
+                create_store_file(path, _create_tables)
         try:
             _create_tables(engine)
         except (sa.exc.DatabaseError, sa.exc.OperationalError) as error:

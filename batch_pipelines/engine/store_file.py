@@ -1,10 +1,16 @@
 """Checks on a BatchStore's SQLite file, so a store that cannot be used is named, never replaced: an empty
 (0-byte) or corrupt file would otherwise read as a store with no jobs, and the history would silently
-start again from zero."""
+start again from zero.
+
+A new store file is built beside its place and linked in whole (`create_store_file`), so a store file
+is never legitimately empty, even while several processes open a new one together."""
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -52,3 +58,19 @@ def unusable_store(path: Path, error: sa.exc.DBAPIError) -> StoreFileError:
     """The error to raise when SQLite refuses the file itself (not a database, malformed, unreadable)."""
     reason = str(error.orig) if error.orig is not None else str(error)
     return StoreFileError(path, f"cannot be read as a store ({reason})")
+
+
+def create_store_file(path: Path, create_tables: Callable[[sa.Engine], None]) -> None:
+    """Create the store at `path` with its tables, in one step: built as a temporary file, then linked
+    into place unless another process linked its own first."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
+    engine = sa.create_engine(f"sqlite:///{temporary}")
+    try:
+        create_tables(engine)
+    finally:
+        engine.dispose()
+    try:
+        with suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -5,34 +5,20 @@ runs them: the installed module in a subprocess."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from batch_pipelines.emulator.process import EmulatorProcess
+from batch_pipelines_tests.cli_process import run_cli
 
 GOOD = {"id": "fine", "messages": [{"role": "user", "content": "hello"}]}
 
 
 def cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "batch_pipelines.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-            "BATCH_PIPELINES_API_KEY": "sk-test",
-            "COLUMNS": "250",
-            **(env or {}),
-        },
-        check=False,
-    )
+    return run_cli(*argv, env={"BATCH_PIPELINES_API_KEY": "sk-test", "COLUMNS": "250", **(env or {})})
 
 
 def one_error_line(answer: subprocess.CompletedProcess[str]) -> str:
@@ -188,43 +174,22 @@ def test_a_job_id_reused_with_another_file_is_refused_and_markup_prints_as_text(
     hostile = ["[/]", "[link=http://evil.example]click[/link]", "ansi\x1b[31mred\x1b[0m\x1b]8;;http://e\x07x"]
     first = tmp_path / "first.jsonl"
     first.write_text("".join(json.dumps({**GOOD, "id": item}) + "\n" for item in hostile))
-    submitted = cli(
-        "submit",
-        str(first),
-        "--model",
-        "gpt-4o-mini",
-        "--job-id",
-        "j1",
-        "--pipeline",
-        "[/]",
-        "--workdir",
-        str(workdir),
-        env=env,
-    )
+
+    def submit_as_j1(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        argv = ("submit", str(path), "--model", "gpt-4o-mini", "--job-id", "j1", "--workdir", str(workdir))
+        return cli(*argv, *extra, env=env)
+
+    submitted = submit_as_j1(first, "--pipeline", "[/]")
     assert submitted.returncode == 0, submitted.stderr
 
     second = tmp_path / "second.jsonl"
     second.write_text(json.dumps({**GOOD, "id": "other"}) + "\n")
-    refused = cli(
-        "submit", str(second), "--model", "gpt-4o-mini", "--job-id", "j1", "--workdir", str(workdir), env=env
-    )
-    line = one_error_line(refused)
+    line = one_error_line(submit_as_j1(second))
     assert line.startswith("error: job 'j1' was submitted from another file (first.jsonl, sha256 ")
     assert f"not {second} (sha256 " in line and line.endswith(
         "give a new --job-id for new requests, or the same file to resume the job"
     )
-    again = cli(
-        "submit",
-        str(first),
-        "--model",
-        "gpt-4o-mini",
-        "--job-id",
-        "j1",
-        "--workdir",
-        str(workdir),
-        "--json",
-        env=env,
-    )
+    again = submit_as_j1(first, "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["total"] == 3  # the same job, resumed
 
     wait_for(workdir, "j1", env)

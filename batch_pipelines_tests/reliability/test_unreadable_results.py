@@ -3,9 +3,6 @@ partition rewrites it from what was collected, asking the provider for nothing a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +10,7 @@ import polars as pl
 
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines_tests.cli_process import run_cli
 from batch_pipelines_tests.reliability.pipeline_setup import (
     PIPELINE,
     days,
@@ -22,16 +20,7 @@ from batch_pipelines_tests.reliability.pipeline_setup import (
 )
 from batch_pipelines_tests.reliability.provider_ledger import read_openai_ledger
 
-
-def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "batch_pipelines.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        check=False,
-    )
+cli = run_cli
 
 
 def test_a_corrupt_results_file_is_named_left_out_and_rewritten_by_a_rerun(

@@ -3,9 +3,6 @@ only the files runs recorded (a stray file is ignored, and `doctor` names it); `
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -13,20 +10,13 @@ import pytest
 
 from batch_pipelines.cli import main
 from batch_pipelines.storage.layout import StorageLayout
+from batch_pipelines_tests.cli_process import run_cli
 from batch_pipelines_tests.storage.test_views_and_query import result_rows
 
 PIPELINE, DAY = "support_tickets", "2026-11-01"
 
 
-def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "batch_pipelines.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        check=False,
-    )
+cli = run_cli
 
 
 @pytest.fixture
