@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from batch_pipelines.components.collection import (
     DEAD_LETTER_COLUMNS,
     ColumnSpool,
+    batch_path,
     dead_letter_values,
     result_row_columns,
     result_row_values,
@@ -103,7 +104,13 @@ async def _rewrite_from_store(
             folder / "answered",
             results_frame_schema(spec),
             result_row_columns(spec),
-            {"pipeline": spec.name, "partition_key": partition_key, "job_id": "", "spec_version": ""},
+            {
+                "pipeline": spec.name,
+                "partition_key": partition_key,
+                "job_id": "",
+                "spec_version": "",
+                "path": batch_path(spec),
+            },
         )
         dead = ColumnSpool(
             folder / "dead",

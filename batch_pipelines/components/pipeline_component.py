@@ -20,7 +20,9 @@ import dagster as dg
 from pydantic import Field
 
 from batch_pipelines.components.factory import build_pipeline_defs
-from batch_pipelines.pipeline.spec import DEFAULT_CRON, PipelineSpec, parse_pipeline_spec
+from batch_pipelines.pipeline.source_columns import missing_columns_problem
+from batch_pipelines.pipeline.spec import DEFAULT_CRON, PipelineSpec, PipelineSpecError, parse_pipeline_spec
+from batch_pipelines.workdir import WorkdirError, resolve_workdir
 
 # The YAML field `model` (the provider's model name) shadows the classmethod `Resolvable.model()` only on
 # instances; Dagster calls it on the class, where pydantic leaves it intact. Silence pydantic's warning.
@@ -82,4 +84,18 @@ class BatchPipelineComponent(dg.Component, dg.Model, dg.Resolvable):
         return parse_pipeline_spec(self.model_dump(exclude_none=True), origin=origin)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        return build_pipeline_defs(self.pipeline_spec(origin=str(context.path)))
+        spec = self.pipeline_spec(origin=str(context.path))
+        check_declared_columns(spec, origin=str(context.path))
+        return build_pipeline_defs(spec)
+
+
+def check_declared_columns(spec: PipelineSpec, origin: str) -> None:
+    """Refuse a declaration naming a column its source lacks, when the source's header can be read from
+    here (relative paths resolve against the working folder, as in a run)."""
+    try:
+        base_dir = resolve_workdir()
+    except WorkdirError:
+        return
+    problem = missing_columns_problem(spec, base_dir)
+    if problem is not None:
+        raise PipelineSpecError(f"invalid pipeline {spec.name!r} (declared in {origin}):\n{problem}")

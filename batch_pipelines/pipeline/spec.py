@@ -10,6 +10,7 @@ import re
 import string
 from datetime import date
 from functools import cached_property
+from pathlib import PurePath
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -283,7 +284,8 @@ class PipelineSpec(_SpecModel):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="The nightly schedule.")
     results_root: str | None = Field(
         default=None,
-        description="Folder for result Parquet; relative to the working folder. Default: results",
+        description="Folder for result Parquet: relative to the working folder and inside it, or an "
+        "absolute path for a folder elsewhere. Default: results",
     )
     max_attempts: int = Field(
         default=3, ge=1, le=10, description="Submissions per item for transient errors."
@@ -317,6 +319,23 @@ class PipelineSpec(_SpecModel):
         default_factory=list,
         description="Asset owners shown in the Dagster UI: e-mail addresses or `team:<name>`.",
     )
+
+    @field_validator("results_root")
+    @classmethod
+    def _results_root_inside(cls, value: str | None) -> str | None:
+        """A relative root that climbs out of the working folder (`../../x`) is almost always a mistake
+        that scatters results where nothing looks for them; a folder elsewhere is named absolutely."""
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("must name a folder (leave it out for the default, 'results')")
+        root = PurePath(value)
+        if not root.is_absolute() and ".." in root.parts:
+            raise ValueError(
+                f"{value!r} leaves the working folder; give a folder inside it (e.g. 'results/tickets') "
+                "or an absolute path"
+            )
+        return value
 
     @field_validator("provider")
     @classmethod

@@ -1,8 +1,9 @@
 """DuckDB views over the Parquet tree and the store snapshots: `results`, `dead_letters`, `rejects`,
 `jobs`, `spend` (the realtime path's paid calls) and `costs` (batch jobs and realtime spend, by path).
 
-A view over a glob that matches no file yet is an empty relation with the table's columns, so queries
-work on a fresh working folder too.
+Local tables are the files the partition catalog records (storage.partition_catalog), scanned as Arrow
+datasets; tables on S3 are read by glob through a read-only filesystem. A table with no file yet is an
+empty relation with the table's columns, so queries work on a fresh working folder too.
 """
 
 from __future__ import annotations
