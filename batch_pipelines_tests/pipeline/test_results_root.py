@@ -6,25 +6,16 @@ from __future__ import annotations
 import pytest
 
 from batch_pipelines.pipeline import PipelineSpecError, parse_pipeline_spec
-
-DECLARATION = {
-    "name": "tickets",
-    "source": {"path": "data/*.parquet"},
-    "partitions": {"static": {"column": "region", "keys": ["eu"]}},
-    "id_column": "ticket_id",
-    "prompt": {"user": "{subject}"},
-    "provider": "openai",
-    "model": "gpt-4o-mini",
-}
+from batch_pipelines_tests.pipeline.specs import declaration
 
 
 @pytest.mark.parametrize("root", ["../../../somewhere", "results/../../out", "  "])
 def test_a_results_root_leaving_the_working_folder_is_refused(root: str) -> None:
     with pytest.raises(PipelineSpecError) as raised:
-        parse_pipeline_spec({**DECLARATION, "results_root": root})
+        parse_pipeline_spec(declaration(results_root=root))
     assert "invalid pipeline 'tickets':\n  field 'results_root': " in str(raised.value)
 
 
 @pytest.mark.parametrize("root", ["results/tickets", "/srv/shared/answers"])
 def test_a_folder_inside_or_an_absolute_path_is_taken(root: str) -> None:
-    assert parse_pipeline_spec({**DECLARATION, "results_root": root}).results_root == root
+    assert parse_pipeline_spec(declaration(results_root=root)).results_root == root
