@@ -1,6 +1,6 @@
 """`batch-pipelines doctor [--workdir DIR]`: what in a working folder the views and runs cannot use.
 
-It names stray files (Parquet in the tables' folders that no run recorded: the views ignore them),
+It names stray files (Parquet in the local tables' folders that no run recorded: the views ignore them),
 recorded files that cannot be read (left out of the views until a re-run rewrites the partition), and a
 store file that cannot be opened. Exit status 1 when it found something, 0 when all is well.
 """
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 
 def doctor_command(args: argparse.Namespace) -> int:
     locations = DataLocations.from_args(args)
-    layout = locations.layout
+    layout = locations.local_layout  # (tables on S3 are read by prefix: no catalog to hold them to)
     problems = [*store_problems(locations), *file_problems(layout)]
     for problem in problems:
         print(strip_controls(problem))
