@@ -33,7 +33,11 @@ from batch_pipelines.storage.tables import (
     parsed_columns,
 )
 
-EMBEDDING_COLUMN = "embedding"  # an embedding pipeline's vectors, list[float] in Parquet and DuckDB
+# An embedding pipeline's vectors: list<float32> in Parquet, FLOAT[] in DuckDB. Not a fixed-size list:
+# the results schema is declared from the spec before any vector exists, and the dimension belongs to
+# the model (or to an OpenAI `dimensions` parameter), so every row's list has the model's length.
+EMBEDDING_COLUMN = "embedding"
+EMBEDDING_TYPE = pl.List(pl.Float32())
 
 
 class JobStillRunningError(RuntimeError):
@@ -68,7 +72,7 @@ def batch_path(spec: PipelineSpec) -> str:
 
 
 def results_frame_schema(spec: PipelineSpec) -> dict[str, pl.DataType]:
-    embedding = {EMBEDDING_COLUMN: pl.List(pl.Float64())} if spec.kind == "embedding" else {}
+    embedding = {EMBEDDING_COLUMN: EMBEDDING_TYPE} if spec.kind == "embedding" else {}
     return {**RESULTS_SCHEMA, **parsed_columns(spec.response_schema), **embedding}
 
 
@@ -174,6 +178,8 @@ def write_partition_tables(
         earlier = _still_standing(
             layout.scan_partition("results", spec.name, partition_key, schema=schema), keys, collected_ids
         )
+        if EMBEDDING_COLUMN in schema:  # files written before vectors were float32 hold list<double>
+            earlier = earlier.with_columns(pl.col(EMBEDDING_COLUMN).cast(EMBEDDING_TYPE))
         merged_results = pl.concat([earlier, answered_now], how="diagonal_relaxed")
     layout.write_partition(merged_results, "results", spec.name, partition_key)
     results = layout.scan_partition("results", spec.name, partition_key, schema=schema)

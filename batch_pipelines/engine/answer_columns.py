@@ -1,17 +1,21 @@
 """How one request's answer (a BatchResult) is kept in a SQL row: the columns and the mapping both ways.
 
-The engine's store and the realtime work queue keep answers in the same shape, so both use this.
+The engine's store and the realtime work queue keep answers in the same shape, so both use this. A
+float32 vector (numpy) is kept as its bytes in base64, read back as the same float32 array; a vector
+that came as a JSON list stays JSON text.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
-from batch_pipelines.engine.models import BatchResult
+from batch_pipelines.engine.models import BatchResult, Embedding
 
 
 def answer_columns() -> list[sa.Column[Any]]:
@@ -49,7 +53,7 @@ def answer_tuple(result: BatchResult) -> tuple[Any, ...]:
         result.output_tokens,
         result.cost_usd,
         json.dumps(result.parsed) if result.parsed is not None else None,
-        json.dumps(result.embedding) if result.embedding is not None else None,
+        _embedding_text(result.embedding),
     )
 
 
@@ -85,7 +89,24 @@ def result_from_answer_values(
         output_tokens=output_tokens,
         cost_usd=cost_usd,
         parsed=json.loads(parsed) if parsed is not None else None,
-        embedding=json.loads(embedding) if embedding is not None else None,
+        embedding=_embedding_from_text(embedding),
         attempt=attempt,
         provider_batch_id=provider_batch_id,
     )
+
+
+def _embedding_text(embedding: Embedding | None) -> str | None:
+    if embedding is None:
+        return None
+    if isinstance(embedding, np.ndarray):
+        return base64.b64encode(embedding.astype("<f4", copy=False).tobytes()).decode("ascii")
+    return json.dumps(embedding)
+
+
+def _embedding_from_text(text: str | None) -> Embedding | None:
+    if text is None:
+        return None
+    if text.startswith("["):  # base64 never starts so
+        loaded: list[float] = json.loads(text)
+        return loaded
+    return np.frombuffer(base64.b64decode(text), dtype="<f4")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 
 from batch_pipelines.engine.batch_files import BatchFileArchive, keep_batch_file
 from batch_pipelines.engine.errors import BatchNotFoundError, classify
@@ -17,7 +19,7 @@ from batch_pipelines.engine.models import BatchResult, BatchStatus
 from batch_pipelines.engine.records import LOST, BatchRecord, JobRecord
 from batch_pipelines.engine.results import ResultFinisher
 from batch_pipelines.engine.store import BatchStore
-from batch_pipelines.wire.provider import BatchProvider
+from batch_pipelines.wire.provider import BatchProvider, ResultRecordsProvider
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +54,12 @@ class ResultCollector:
         if batch.provider_batch_id is not None and batch.raw_status != LOST:
             members = await self.store.chunk_request_ids(record.id, batch.attempt, batch.chunk)
             buffer: list[BatchResult] = []
-            # A copy of the output for the archive (deleted when closed, or collected on an error).
-            copy = tempfile.NamedTemporaryFile(suffix=".jsonl") if self.archive is not None else None  # noqa: SIM115
+            # A copy of the output for the archive (deleted when closed, or collected on an error); a
+            # provider whose results are values keeps its own files (the local provider's parts).
+            archived = self.archive is not None and not isinstance(self.provider, ResultRecordsProvider)
+            copy = tempfile.NamedTemporaryFile(suffix=".jsonl") if archived else None  # noqa: SIM115
             try:
-                async for line in self.provider.iter_result_lines(batch.provider_batch_id):
-                    if copy is not None:
-                        copy.write(line if line.endswith(b"\n") else line + b"\n")
-                    try:
-                        parsed = self.provider.parse_result_line(line)
-                    except (ValueError, KeyError, TypeError, IndexError) as error:
-                        logger.warning(
-                            "batch %s: skipping unreadable result line (%s)", batch.provider_batch_id, error
-                        )
-                        continue
+                async for parsed in self._parsed_results(batch.provider_batch_id, copy):
                     line_number = members.get(parsed.id)
                     if line_number is None:
                         logger.warning(
@@ -94,6 +89,23 @@ class ResultCollector:
         batch.collected = True
         await self.store.save_batch(batch)
         return [by_line[line] for line in sorted(by_line)]
+
+    async def _parsed_results(self, batch_id: str, copy: IO[bytes] | None) -> AsyncIterator[BatchResult]:
+        """The batch's results: as values from a provider that has them so (its own files stay where it
+        keeps them), else parsed from its result lines (copied to ``copy`` as they come)."""
+        if isinstance(self.provider, ResultRecordsProvider):
+            async for result in self.provider.iter_results(batch_id):
+                yield result
+            return
+        async for line in self.provider.iter_result_lines(batch_id):
+            if copy is not None:
+                copy.write(line if line.endswith(b"\n") else line + b"\n")
+            try:
+                parsed = self.provider.parse_result_line(line)
+            except (ValueError, KeyError, TypeError, IndexError) as error:
+                logger.warning("batch %s: skipping unreadable result line (%s)", batch_id, error)
+                continue
+            yield parsed
 
 
 def unreturned_result(batch: BatchRecord, request_id: str, line: int) -> BatchResult:

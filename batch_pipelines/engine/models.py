@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from batch_pipelines.wire.requests import BatchRequest, BatchResult, BatchStatus, RequestKind
+from batch_pipelines.wire.requests import BatchRequest, BatchResult, BatchStatus, Embedding, RequestKind
 
 __all__ = [
     "BatchJob",
     "BatchRequest",
     "BatchResult",
     "BatchStatus",
+    "Embedding",
     "JobCost",
     "JobProgress",
     "RequestKind",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from batch_pipelines.wire.limits import BatchLimits
 from batch_pipelines.wire.pricing import ModelPrice
@@ -83,3 +83,13 @@ class BatchProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ResultRecordsProvider(Protocol):
+    """A provider whose results are already values, not lines (the local provider's Parquet parts): the
+    engine takes its BatchResults as they are, so vectors stay float32 instead of going through JSON."""
+
+    def iter_results(self, batch_id: str) -> AsyncIterator[BatchResult]:
+        """Every result of an ended batch, successes and errors (``id`` is the request's custom_id)."""
+        ...

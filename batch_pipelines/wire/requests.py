@@ -10,10 +10,13 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from batch_pipelines.wire.request_checks import check_request_shape
 
 RequestKind = Literal["chat", "embedding"]
+Embedding = npt.NDArray[np.float32] | list[float]
 # msgspec writes and reads the stored payloads several times faster than json (a million per partition).
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder()
@@ -93,7 +96,9 @@ class BatchResult:
     ``error`` is None on success, else the provider's description; ``error_type`` is the engine's
     classification (see :mod:`batch_pipelines.wire.errors`) and ``retryable`` says whether
     ``BatchManager.retry_failed`` would resubmit it. ``parsed`` holds the validated structured output when
-    the job has a response schema; ``embedding`` the vector of an embedding request. ``path`` is how the
+    the job has a response schema; ``embedding`` the vector of an embedding request (a float32 numpy array
+    where the provider computed it as one, the local provider; else the list of floats the provider's
+    JSON held). ``path`` is how the
     realtime path answered it (``"realtime"``: a call of its own, ``"packed"``: a share of a packed call);
     None for a batch job's results.
     """
@@ -107,7 +112,7 @@ class BatchResult:
     output_tokens: int = 0
     cost_usd: float | None = None
     parsed: Any = None
-    embedding: list[float] | None = None
+    embedding: Embedding | None = None
     attempt: int = 1
     provider_batch_id: str | None = None
     path: str | None = None

@@ -4,14 +4,19 @@ A forward pass pads every item to the longest one, so it costs about (longest it
 Items are sorted by length (longest first, so an out-of-memory pass shows up early) and packed while
 that padded size stays within a token budget. When a pass runs out of memory the budget halves and the
 items not yet embedded are planned again; an item that fails alone gets an error of its own.
+
+Host work for a pass (``prepare``: padding token ids, copying them to pinned memory) runs on a thread one
+pass ahead, so it overlaps the previous pass's forward (torch releases the GIL while it computes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-Vectors = list[list[float]]
+Vectors = Any  # one vector per item of the pass: a (items, dimensions) float32 array, or lists
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,38 +64,67 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+def _take(items: Any, indices: list[int]) -> list[Any]:
+    return [items[index] for index in indices]
+
+
 class AdaptiveBatcher:
-    """Runs texts through ``encode`` pass by pass, halving the token budget whenever a pass runs out of
-    memory. The budget it settles on is kept for later calls (``token_budget``)."""
+    """Runs items through ``encode`` pass by pass, halving the token budget whenever a pass runs out of
+    memory. The budget it settles on is kept for later calls (``token_budget``).
+
+    ``prepare(items, indices)`` builds what ``encode`` takes for one pass (default: the list of those
+    items); when given, it runs on a host thread one pass ahead of ``encode``.
+    """
 
     def __init__(
         self,
-        encode: Callable[[list[str]], Vectors],
+        encode: Callable[[Any], Vectors],
         *,
         token_budget: int,
         max_batch_size: int,
         sort_by_length: bool = True,
         release_memory: Callable[[], None] = lambda: None,
+        prepare: Callable[[Any, list[int]], Any] | None = None,
     ) -> None:
         self.encode = encode
         self.token_budget = token_budget
         self.max_batch_size = max_batch_size
         self.sort_by_length = sort_by_length
         self.release_memory = release_memory
+        self.prepare = prepare
         self.out_of_memory_events = 0
 
-    def run(self, texts: Sequence[str], lengths: Sequence[int]) -> Iterator[PassOutcome]:
-        """One outcome per pass, as each finishes (so the caller can persist and check for cancellation)."""
-        pending = list(range(len(texts)))
+    def run(self, items: Any, lengths: Sequence[int]) -> Iterator[PassOutcome]:
+        """One outcome per pass, as each finishes (so the caller can persist and check for cancellation).
+        ``items`` is anything ``prepare`` reads (by default a sequence indexed like ``lengths``)."""
+        if self.prepare is None:
+            yield from self._run(items, lengths, None)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-host") as host:
+            yield from self._run(items, lengths, host)
+
+    def _run(
+        self, items: Any, lengths: Sequence[int], host: ThreadPoolExecutor | None
+    ) -> Iterator[PassOutcome]:
+        prepare = self.prepare or _take
+        pending = list(range(len(lengths)))
         while pending:
             finished: set[int] = set()
             shrunk = False
-            for indices in self._plan(pending, lengths):
+            plan = self._plan(pending, lengths)
+            ahead: Future[Any] | None = None
+            for number, indices in enumerate(plan):
+                if host is None:
+                    prepared = prepare(items, indices)
+                else:
+                    prepared = (ahead or host.submit(prepare, items, indices)).result()
+                    ahead = host.submit(prepare, items, plan[number + 1]) if number + 1 < len(plan) else None
                 try:
-                    vectors = self.encode([texts[i] for i in indices])
+                    vectors = self.encode(prepared)
                 except Exception as error:
                     if not is_out_of_memory(error):
                         raise
+                    del prepared
                     self.out_of_memory_events += 1
                     self.release_memory()
                     if len(indices) > 1:
@@ -103,6 +137,8 @@ class AdaptiveBatcher:
                     continue
                 finished.update(indices)
                 yield PassOutcome(indices, vectors=vectors)
+            if ahead is not None:
+                ahead.cancel()
             pending = [index for index in pending if index not in finished]
             if not shrunk:
                 return

@@ -1,7 +1,8 @@
-"""The local provider's files in OpenAI's batch formats: reading input lines, writing output lines.
+"""The local provider's files in OpenAI's batch formats: reading input lines, writing result lines.
 
-Output lines look like OpenAI's embeddings batch output, so the engine collects them with the same
-parser as OpenAI's files and ``batch-pipelines import`` reads them too.
+Error lines (``errors.jsonl``) and, for readers of the line format only, success lines look like
+OpenAI's embeddings batch output, so the same parser reads them. Vectors themselves are kept in Parquet
+parts (vector_parts.py), not in these lines.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import uuid
 from typing import Any
 
 EMBEDDINGS_URL = "/v1/embeddings"
+ERRORS_FILE = "errors.jsonl"
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -41,6 +43,7 @@ def input_items(content: bytes) -> tuple[list[tuple[str, str]], list[tuple[str, 
 
 
 def success_line(custom_id: str, model: str, vector: list[float], tokens: int) -> bytes:
+    """An OpenAI-format success line (for readers of the line format; the worker writes parts)."""
     body: dict[str, Any] = {
         "object": "list",
         "data": [{"object": "embedding", "index": 0, "embedding": vector}],

@@ -1,9 +1,12 @@
 """LocalProvider: the BatchProvider protocol over a sentence-transformers model run on this machine.
 
 ``create_batch`` copies the rendered lines into the batches folder (``<working folder>/local_batches``)
-and makes sure a background worker process serves it; ``get_batch``, ``cancel_batch`` and the result
-lines read that folder. So the engine, the sensors, retries and the Parquet/DuckDB side treat it like a
-hosted batch API, and a pipeline moves between openai, anthropic and local by configuration alone.
+and makes sure a background worker process serves it; ``get_batch``, ``cancel_batch`` and the results
+read that folder. The engine takes the results as BatchResults whose vectors are float32 rows of the
+worker's Parquet parts (``iter_results``), never as JSON; ``iter_result_lines`` renders OpenAI-format
+lines for readers of that format only. So the engine, the sensors, retries and the Parquet/DuckDB
+side treat it like a hosted batch API, and a pipeline moves between openai, anthropic and local by
+configuration alone.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from typing import Any
 
 from batch_pipelines.providers.local.batch_table import BatchTable, LocalBatch
 from batch_pipelines.providers.local.model_source import local_extra_missing, resolve_model_path
-from batch_pipelines.providers.local.output_lines import EMBEDDINGS_URL
+from batch_pipelines.providers.local.output_lines import EMBEDDINGS_URL, ERRORS_FILE, success_line
+from batch_pipelines.providers.local.vector_parts import (
+    ID_COLUMN,
+    TOKENS_COLUMN,
+    embedding_matrix,
+    read_parts,
+)
 from batch_pipelines.providers.local.worker import STOP_FILE, lock_is_free, start_worker
 from batch_pipelines.providers.openai import parse_output_line, request_body
 from batch_pipelines.wire.limits import BatchLimits
@@ -46,8 +55,10 @@ class LocalProvider:
     torch sees one, else its CPU.
 
     ``work_dir`` is the working folder (batches go to its ``local_batches``); ``token_budget`` caps the
-    padded tokens of one forward pass (default: from the device's memory), ``max_batch_size`` its items;
-    ``sort_by_length`` groups similar lengths to cut padding. The worker exits after ``idle_exit_s``.
+    padded tokens of one forward pass (default: from the device's memory), ``max_batch_size`` its items
+    (default: 128 on a CPU, whatever the token budget allows on a GPU); ``sort_by_length`` groups similar
+    lengths to cut padding; ``precision`` is the model's float type (``float16`` on a GPU and
+    ``float32`` on a CPU by default; ``bfloat16`` too). The worker exits after ``idle_exit_s``.
     """
 
     name = "local"
@@ -59,9 +70,10 @@ class LocalProvider:
         work_dir: Path | str | None = None,
         limits: BatchLimits | None = None,
         token_budget: int | None = None,
-        max_batch_size: int = 128,
+        max_batch_size: int | None = None,
         sort_by_length: bool = True,
         device: str | None = None,
+        precision: str | None = None,
         idle_exit_s: float = 60.0,
     ) -> None:
         self.model = model
@@ -73,6 +85,7 @@ class LocalProvider:
             "max_batch_size": max_batch_size,
             "sort_by_length": sort_by_length,
             "device": device,
+            "precision": precision,
         }
         self.idle_exit_s = idle_exit_s
         self._table: BatchTable | None = None
@@ -141,15 +154,38 @@ class LocalProvider:
         self.table.cancel(batch_id)
         return _state(self._batch(batch_id))
 
-    async def iter_result_lines(self, batch_id: str) -> AsyncIterator[bytes]:
+    async def iter_results(self, batch_id: str) -> AsyncIterator[BatchResult]:
+        """Every result of an ended batch: the parts' rows (each vector a float32 row of its part), then
+        the error lines."""
         folder = self.table.folder(self._batch(batch_id).id)
-        for name in ("output.jsonl", "errors.jsonl"):
-            path = folder / name
-            if path.exists():
-                with path.open("rb") as handle:
-                    for line in handle:
-                        if line.strip():
-                            yield line
+        for part in read_parts(folder):
+            vectors = embedding_matrix(part)
+            ids = part.column(ID_COLUMN).to_pylist()
+            tokens = part.column(TOKENS_COLUMN).to_pylist()
+            for row, (custom_id, input_tokens) in enumerate(zip(ids, tokens, strict=True)):
+                yield BatchResult(custom_id, response="", embedding=vectors[row], input_tokens=input_tokens)
+        async for line in self._error_lines(folder):
+            yield parse_output_line(line)
+
+    async def iter_result_lines(self, batch_id: str) -> AsyncIterator[bytes]:
+        """The results in OpenAI's batch output format (for readers of that format; the engine reads
+        ``iter_results``)."""
+        folder = self.table.folder(self._batch(batch_id).id)
+        for part in read_parts(folder):
+            ids = part.column(ID_COLUMN).to_pylist()
+            tokens = part.column(TOKENS_COLUMN).to_pylist()
+            for row, vector in enumerate(embedding_matrix(part).tolist()):
+                yield success_line(ids[row], self.model, vector, tokens[row])
+        async for line in self._error_lines(folder):
+            yield line
+
+    async def _error_lines(self, folder: Path) -> AsyncIterator[bytes]:
+        path = folder / ERRORS_FILE
+        if path.exists():
+            with path.open("rb") as handle:
+                for line in handle:
+                    if line.strip():
+                        yield line
 
     def parse_result_line(self, line: bytes) -> BatchResult:
         return parse_output_line(line)

@@ -1,0 +1,105 @@
+"""The worker's durable output: embeddings as float32 fixed-size lists in Parquet parts.
+
+Each part (``output-000000.parquet``, ...) holds ``custom_id``, ``embedding`` (fixed_size_list<float32>
+of the model's dimension) and ``input_tokens`` for a run of finished items. A part is written to a
+temporary name and renamed, so a killed worker leaves whole parts only; what they hold is not embedded
+again. Nothing here converts a vector to Python floats or text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+PART_GLOB = "output-*.parquet"
+ID_COLUMN = "custom_id"
+EMBEDDING_COLUMN = "embedding"
+TOKENS_COLUMN = "input_tokens"
+
+
+def part_schema(dimensions: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(ID_COLUMN, pa.string(), nullable=False),
+            pa.field(EMBEDDING_COLUMN, pa.list_(pa.float32(), dimensions), nullable=False),
+            pa.field(TOKENS_COLUMN, pa.int64(), nullable=False),
+        ]
+    )
+
+
+def part_paths(folder: Path) -> list[Path]:
+    return sorted(folder.glob(PART_GLOB))
+
+
+def read_parts(folder: Path) -> Iterator[pa.Table]:
+    """Every part of ``folder``, in the order written."""
+    for path in part_paths(folder):
+        yield pq.read_table(path)
+
+
+def written_so_far(folder: Path) -> tuple[set[str], int]:
+    """The ids the parts hold and their input tokens (leftover temporary files of a killed worker are
+    removed)."""
+    for leftover in folder.glob(".output-*.tmp"):
+        leftover.unlink(missing_ok=True)
+    ids: set[str] = set()
+    tokens = 0
+    for path in part_paths(folder):
+        table = pq.read_table(path, columns=[ID_COLUMN, TOKENS_COLUMN])
+        ids.update(table.column(ID_COLUMN).to_pylist())
+        tokens += int(pc.sum(table.column(TOKENS_COLUMN)).as_py() or 0)
+    return ids, tokens
+
+
+def embedding_matrix(table: pa.Table) -> npt.NDArray[np.float32]:
+    """A part's ``embedding`` column as one (rows, dimensions) float32 array, without copying per row."""
+    column = table.column(EMBEDDING_COLUMN).combine_chunks()
+    dimensions = column.type.list_size
+    values = column.values.to_numpy(zero_copy_only=False)
+    return values.reshape(len(column), dimensions)
+
+
+class PartWriter:
+    """Finished items gathered pass by pass and written as one part when ``flush`` is called."""
+
+    def __init__(self, folder: Path, dimensions: int) -> None:
+        self.folder = folder
+        self.schema = part_schema(dimensions)
+        self._number = len(part_paths(folder))
+        self._ids: list[pa.Array] = []
+        self._vectors: list[npt.NDArray[np.float32]] = []
+        self._tokens: list[npt.NDArray[np.int64]] = []
+        self.pending = 0
+
+    def add(self, ids: pa.Array, vectors: npt.NDArray[np.float32], tokens: npt.NDArray[np.int64]) -> None:
+        self._ids.append(ids)
+        self._vectors.append(np.ascontiguousarray(vectors, dtype=np.float32))
+        self._tokens.append(tokens)
+        self.pending += len(ids)
+
+    def flush(self) -> tuple[int, int]:
+        """Write what was added as one part (atomically); returns its items and their input tokens."""
+        if not self.pending:
+            return 0, 0
+        vectors = np.concatenate(self._vectors)
+        tokens = np.concatenate(self._tokens)
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+        table = pa.Table.from_arrays(
+            [pa.concat_arrays(self._ids), embedding, pa.array(tokens)],
+            schema=self.schema,
+        )
+        final = self.folder / f"output-{self._number:06d}.parquet"
+        temporary = self.folder / f".output-{self._number:06d}.tmp"
+        pq.write_table(table, temporary, compression="lz4")
+        os.replace(temporary, final)
+        self._number += 1
+        written = self.pending
+        self._ids, self._vectors, self._tokens, self.pending = [], [], [], 0
+        return written, int(tokens.sum())
