@@ -78,7 +78,9 @@ class SentenceEncoder:
         if chosen != "float32":
             self.model.to(getattr(torch, chosen))
         self.max_tokens = int(self.model.max_seq_length or 512)
-        dimensions = self.model.get_sentence_embedding_dimension()
+        # (renamed get_embedding_dimension in sentence-transformers 6)
+        dimension_of = getattr(self.model, "get_embedding_dimension", None)
+        dimensions = (dimension_of or self.model.get_sentence_embedding_dimension)()
         if not dimensions:
             raise ValueError(f"model {model_path}: its vectors have no fixed dimension")
         self.dimensions = int(dimensions)
@@ -144,6 +146,11 @@ class SentenceEncoder:
         free_bytes, _total = self._torch.cuda.mem_get_info()
         low, high = GPU_TOKEN_BUDGET_RANGE
         return int(min(high, max(low, free_bytes // GPU_BYTES_PER_PADDED_TOKEN)))
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (for timing)."""
+        if self.on_gpu:
+            self._torch.cuda.synchronize()
 
     def release_memory(self) -> None:
         if self.on_gpu:
