@@ -20,7 +20,7 @@ import pytest
 from batch_pipelines import BatchManager, BatchRequest, BatchStatus
 from batch_pipelines.engine.models import BatchJob, Embedding
 from batch_pipelines.providers import make_provider
-from batch_pipelines.providers.local import LocalProvider, ModelNotFoundError
+from batch_pipelines.providers.local import LocalProvider, ModelNotFoundError, resolve_model_path
 from batch_pipelines_tests.local_model import TEST_MODEL_DIMENSIONS, require_local_model
 
 DEADLINE_S = 180  # the first batch pays for importing torch and loading the model
@@ -86,6 +86,26 @@ async def test_embeddings_arrive_through_the_engine_and_a_new_client_can_follow_
     near = cosine(results["a"].embedding, results["a-copy"].embedding)
     far = max(cosine(results["a"].embedding, results[other].embedding) for other in ("b", "c"))
     assert near > 0.9 > far
+
+
+@pytest.mark.anyio
+async def test_each_vector_is_the_models_own_float32_output_bit_for_bit(model: str, tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    provider = LocalProvider(model, work_dir=tmp_path, max_batch_size=1, idle_exit_s=20)
+    manager = BatchManager(provider)
+    await manager.submit([BatchRequest(id=key, input=text) for key, text in REVIEWS.items()], job_id="exact")
+    assert (await wait_until_ended(manager, "exact")).status == BatchStatus.COMPLETED
+    collected = await manager.get_results("exact")  # from the worker's parts as they are collected
+    stored = await manager.get_results("exact")  # read back from the engine's store
+    assert provider.stop_worker(timeout_s=60)
+
+    reference = SentenceTransformer(str(resolve_model_path(model)), device="cpu", local_files_only=True)
+    for results in (collected, stored):
+        for result in results:
+            expected = reference.encode([REVIEWS[result.id]], convert_to_numpy=True)[0]
+            vector = np.asarray(result.embedding)
+            assert vector.dtype == np.float32 and np.array_equal(vector, expected), result.id
 
 
 @pytest.mark.anyio
