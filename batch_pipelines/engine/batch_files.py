@@ -5,7 +5,9 @@ disk. A ``BatchFileArchive`` given to ``BatchManager(archive=…)`` receives eac
 done with it: the input after the provider batch is created and recorded, the output after its results
 are stored. Names are ``<job id>/attempt<n>-chunk<NNNNN>.input.jsonl`` and ``….output.jsonl``, so a
 re-run replaces a copy rather than adding one. The archive is called in a worker thread; if it fails,
-the error propagates after the store is up to date, so a re-run picks up where it left off.
+the error propagates after the store is up to date, so a re-run picks up where it left off. A provider
+whose results are values rather than lines (the local provider) keeps its own output files, and none is
+archived for it.
 """
 
 from __future__ import annotations

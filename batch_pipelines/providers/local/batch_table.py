@@ -1,8 +1,9 @@
 """The local provider's batches, shared by the provider (any process) and its background worker.
 
 One SQLite file under the batches folder; each batch also has a folder with ``input.jsonl`` and, as
-the worker goes, ``output.jsonl`` and ``errors.jsonl`` in the OpenAI batch output format. Statuses use
-OpenAI's words: validating (queued) -> in_progress -> completed | failed, and cancelling -> cancelled.
+the worker goes, the vectors' Parquet parts (vector_parts.py) and ``errors.jsonl`` in the OpenAI batch
+output format. Statuses use OpenAI's words: validating (queued) -> in_progress -> completed | failed,
+and cancelling -> cancelled.
 """
 
 from __future__ import annotations

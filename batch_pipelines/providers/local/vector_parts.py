@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +67,19 @@ def embedding_matrix(table: pa.Table) -> npt.NDArray[np.float32]:
     return values.reshape(len(column), dimensions)
 
 
+@dataclass(frozen=True, slots=True)
+class SealedPart:
+    """Items set aside to be written as one part (by any thread)."""
+
+    number: int
+    ids: list[pa.Array]
+    vectors: list[npt.NDArray[np.float32]]
+    tokens: list[npt.NDArray[np.int64]]
+
+
 class PartWriter:
-    """Finished items gathered pass by pass and written as one part when ``flush`` is called."""
+    """Finished items gathered pass by pass (``add``), set aside as a part (``seal``, in order) and
+    written (``write``, on any thread: pyarrow releases the GIL while it writes)."""
 
     def __init__(self, folder: Path, dimensions: int) -> None:
         self.folder = folder
@@ -84,22 +96,37 @@ class PartWriter:
         self._tokens.append(tokens)
         self.pending += len(ids)
 
-    def flush(self) -> tuple[int, int]:
-        """Write what was added as one part (atomically); returns its items and their input tokens."""
+    def seal(self) -> SealedPart | None:
+        """What was added since the last seal, as the next part (None when nothing was)."""
         if not self.pending:
+            return None
+        sealed = SealedPart(self._number, self._ids, self._vectors, self._tokens)
+        self._number += 1
+        self._ids, self._vectors, self._tokens, self.pending = [], [], [], 0
+        return sealed
+
+    def write(self, sealed: SealedPart | None) -> tuple[int, int]:
+        """Write a sealed part whole (a temporary file renamed into place); returns its items and their
+        input tokens."""
+        if sealed is None:
             return 0, 0
-        vectors = np.concatenate(self._vectors)
-        tokens = np.concatenate(self._tokens)
+        vectors = np.concatenate(sealed.vectors)
+        tokens = np.concatenate(sealed.tokens)
         embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
         table = pa.Table.from_arrays(
-            [pa.concat_arrays(self._ids), embedding, pa.array(tokens)],
-            schema=self.schema,
+            [pa.concat_arrays(sealed.ids), embedding, pa.array(tokens)], schema=self.schema
         )
-        final = self.folder / f"output-{self._number:06d}.parquet"
-        temporary = self.folder / f".output-{self._number:06d}.tmp"
-        pq.write_table(table, temporary, compression="lz4")
+        final = self.folder / f"output-{sealed.number:06d}.parquet"
+        temporary = self.folder / f".output-{sealed.number:06d}.tmp"
+        # Floats do not compress, and dictionaries, statistics and compression of a list column cost
+        # more CPU per item than the rest of the write (measured: 7.6 -> 4.1 us an item).
+        pq.write_table(
+            table,
+            temporary,
+            compression="none",
+            use_dictionary=False,
+            write_statistics=False,
+            column_encoding={EMBEDDING_COLUMN: "PLAIN", TOKENS_COLUMN: "PLAIN"},
+        )
         os.replace(temporary, final)
-        self._number += 1
-        written = self.pending
-        self._ids, self._vectors, self._tokens, self.pending = [], [], [], 0
-        return written, int(tokens.sum())
+        return len(table), int(tokens.sum())

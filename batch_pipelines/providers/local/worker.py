@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,7 +30,7 @@ from batch_pipelines.providers.local.batch_table import BatchTable, LocalBatch
 from batch_pipelines.providers.local.batching import AdaptiveBatcher, PassOutcome
 from batch_pipelines.providers.local.encoder import SentenceEncoder, TokenIds
 from batch_pipelines.providers.local.output_lines import ERRORS_FILE, error_line, input_items
-from batch_pipelines.providers.local.vector_parts import PartWriter, written_so_far
+from batch_pipelines.providers.local.vector_parts import PartWriter, SealedPart, written_so_far
 
 logger = logging.getLogger(__name__)
 
@@ -169,24 +169,33 @@ class Worker:
             release_memory=encoder.release_memory,
         )
         if not todo:
-            self._publish(batch, parts, errors, counts)
+            self._publish(batch, parts, None, errors, counts)
             return
         published_at = time.monotonic()
         try:
-            for start, tokens, outcome in _windows(encoder, batcher, texts):
-                positions = np.asarray(outcome.indices, dtype=np.int64)
-                if outcome.vectors is not None:
-                    vectors = np.asarray(outcome.vectors, dtype=np.float32)
-                    parts.add(ids.take(positions + start), vectors, tokens.lengths[positions])
-                else:
-                    for position in positions + start:
-                        errors.write(error_line(todo[position][0], outcome.error or "", code="server_error"))
-                    counts["failed"] += len(positions)
-                if parts.pending >= PART_ITEMS or time.monotonic() - published_at >= PART_EVERY_S:
-                    published_at = time.monotonic()
-                    if self._publish(batch, parts, errors, counts):
-                        return  # cancelled: what is written stays, the rest is reported as not run
-            self._publish(batch, parts, errors, counts)
+            # Parts are written on a thread while the next passes run; a part's progress (and the
+            # cancellation check it brings) is recorded once it is durable.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-parts") as writer:
+                previous: Future[bool] | None = None
+                for start, tokens, outcome in _windows(encoder, batcher, texts):
+                    positions = np.asarray(outcome.indices, dtype=np.int64)
+                    if outcome.vectors is not None:
+                        vectors = np.asarray(outcome.vectors, dtype=np.float32)
+                        parts.add(ids.take(positions + start), vectors, tokens.lengths[positions])
+                    else:
+                        for position in positions + start:
+                            errors.write(
+                                error_line(todo[position][0], outcome.error or "", code="server_error")
+                            )
+                        counts["failed"] += len(positions)
+                    if parts.pending >= PART_ITEMS or time.monotonic() - published_at >= PART_EVERY_S:
+                        published_at = time.monotonic()
+                        if previous is not None and previous.result():
+                            return  # cancelled: what is written stays, the rest is reported as not run
+                        previous = writer.submit(self._publish, batch, parts, parts.seal(), errors, counts)
+                if previous is not None:
+                    previous.result()
+            self._publish(batch, parts, parts.seal(), errors, counts)
         finally:
             if batcher.out_of_memory_events:
                 self._budgets[key] = batcher.token_budget
@@ -198,10 +207,15 @@ class Worker:
                 )
 
     def _publish(
-        self, batch: LocalBatch, parts: PartWriter, errors: IO[bytes], counts: dict[str, int]
+        self,
+        batch: LocalBatch,
+        parts: PartWriter,
+        sealed: SealedPart | None,
+        errors: IO[bytes],
+        counts: dict[str, int],
     ) -> bool:
         """Make what is finished durable and visible; True when cancellation was asked for meanwhile."""
-        items, tokens = parts.flush()
+        items, tokens = parts.write(sealed)
         errors.flush()
         counts["completed"] += items
         counts["input_tokens"] += tokens
