@@ -13,6 +13,17 @@ WORKDIR_ENV = "BATCH_PIPELINES_HOME"
 DEFAULT_WORKDIR_NAME = ".batch_pipelines"
 
 
+PRIVATE_FOLDER = 0o700  # the working folder holds every prompt and answer: its owner's alone
+PRIVATE_FILE = 0o600
+
+
+def make_workdir(path: Path) -> Path:
+    """Create the working folder (and its parents) if missing, readable by its owner alone; an existing
+    folder keeps the permissions it has."""
+    path.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+    return path
+
+
 class WorkdirError(ValueError):
     """The working folder named cannot be one (a file is in the way)."""
 

@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from million_data import MODEL, PIPELINE, SYSTEM_PROMPT, pipeline_declaration, ticket_text
 
-from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.components import BatchEngineResource, key_from_environment
 from batch_pipelines.demo.driver import PipelineDriver
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.engine import BatchManager, BatchRequest, BatchStore
@@ -217,7 +217,10 @@ def sensor_tick_stage(state: dict[str, Any]) -> dict[str, Any]:
         figures["submit_jobs_s"] = time.perf_counter() - started
         for page_size in (50, open_batches):
             engine = BatchEngineResource(
-                api_key=API_KEY, base_url=base_url, workdir=str(workdir), sensor_page_size=page_size
+                api_key=key_from_environment("BATCH_PIPELINES_BENCHMARK_API_KEY", API_KEY),
+                base_url=base_url,
+                workdir=str(workdir),
+                sensor_page_size=page_size,
             )
             with dg.DagsterInstance.ephemeral() as instance:
                 driver = PipelineDriver(spec, engine, instance, log=lambda _line: None)

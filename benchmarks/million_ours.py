@@ -18,7 +18,7 @@ import dagster as dg
 import polars as pl
 from million_data import MAX_TOKENS, PARTITION, SYSTEM_PROMPT, pipeline_declaration
 
-from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.components import BatchEngineResource, key_from_environment
 from batch_pipelines.components.factory import submit_job_name
 from batch_pipelines.components.input_asset import input_key
 from batch_pipelines.components.submission_asset import submission_key
@@ -40,7 +40,7 @@ def _spec() -> PipelineSpec:
 
 def _engine_resource(state: dict[str, Any]) -> BatchEngineResource:
     return BatchEngineResource(
-        api_key=state["api_key"],
+        api_key=key_from_environment("BATCH_PIPELINES_BENCHMARK_API_KEY", state["api_key"]),
         base_url=state["base_url"],
         workdir=state["workdir"],
         enqueued_token_limit=ENQUEUED_TOKENS,

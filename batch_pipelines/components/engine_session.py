@@ -15,6 +15,7 @@ from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.engine import BatchJob, BatchManager, BatchStore
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.providers import make_provider
+from batch_pipelines.workdir import make_workdir
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,12 @@ def job_id_prefix(spec: PipelineSpec) -> str:
 @asynccontextmanager
 async def open_engine(resource: BatchEngineResource, spec: PipelineSpec) -> AsyncIterator[EngineSession]:
     layout = resource.layout(spec)
-    layout.workdir.mkdir(parents=True, exist_ok=True)
+    make_workdir(layout.workdir)
     provider = make_provider(
         spec.provider,
         model=spec.model,
         base_url=resource.base_url,
-        api_key=resource.api_key,
+        api_key=resource.provider_key(),
         work_dir=layout.workdir,
     )
     if resource.enqueued_token_limit is not None:

@@ -71,7 +71,7 @@ async def answer_realtime(
         spec.provider,
         model=spec.model,
         base_url=engine.base_url,
-        api_key=engine.api_key,
+        api_key=engine.provider_key(),
         max_connections=spec.realtime.concurrency,
     )
     layout = engine.layout(spec)

@@ -70,7 +70,7 @@ def build_realtime_worker_job(
                 provider,
                 model=model,
                 base_url=batch_engine.base_url,
-                api_key=batch_engine.api_key,
+                api_key=batch_engine.provider_key(),
                 max_connections=config.concurrency,
             )
             batch_engine.layout().workdir.mkdir(parents=True, exist_ok=True)  # where the store lives

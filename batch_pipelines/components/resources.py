@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 from dagster_aws.s3 import S3Resource
 from fsspec import AbstractFileSystem
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from batch_pipelines.pipeline.spec import PipelineSpec
 from batch_pipelines.storage.layout import StorageLayout
@@ -19,6 +22,19 @@ from batch_pipelines.storage.s3_batch_files import S3BatchFiles
 from batch_pipelines.storage.s3_tables import S3Location, S3Tables, duckdb_filesystem
 from batch_pipelines.storage.views import create_views
 from batch_pipelines.workdir import resolve_workdir
+
+
+class PlainKeyError(TypeError):
+    """A key handed over in clear. (Not a ValueError: pydantic would wrap it in an error that shows the
+    value.)"""
+
+
+PLAIN_KEY_REFUSED = (
+    "BatchEngineResource.api_key: a key given as a plain string is stored by Dagster in its run history; "
+    "pass dg.EnvVar('NAME') naming the environment variable that holds it"
+)
+# True while Dagster builds a run's copy of a resource, whose config holds the EnvVar's value.
+_RESOLVING_CONFIG: ContextVar[bool] = ContextVar("batch_engine_resolving_config", default=False)
 
 
 class BatchEngineResource(dg.ConfigurableResource):
@@ -55,6 +71,26 @@ class BatchEngineResource(dg.ConfigurableResource):
         "None keeps the provider client's default.",
     )
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key_only_from_the_environment(cls, value: object) -> object:
+        if isinstance(value, str) and not isinstance(value, dg.EnvVar) and not _RESOLVING_CONFIG.get():
+            raise PlainKeyError(PLAIN_KEY_REFUSED)
+        return value
+
+    def _with_updated_values(self, values: Mapping[str, Any] | None) -> Any:
+        """Dagster's copy of the resource for a run or tick, the EnvVar resolved: not a plain key."""
+        token = _RESOLVING_CONFIG.set(True)
+        try:
+            return super()._with_updated_values(values)
+        finally:
+            _RESOLVING_CONFIG.reset(token)
+
+    def provider_key(self) -> str | None:
+        """The key: the value Dagster resolved for a run, or read from its variable outside one."""
+        key = self.api_key
+        return key.get_value() if isinstance(key, dg.EnvVar) else key
+
     def working_folder(self) -> Path:
         return resolve_workdir(self.workdir)
 
@@ -72,6 +108,13 @@ class BatchEngineResource(dg.ConfigurableResource):
             spec.results_root if spec else None,
             remote=remote_tables(self.storage_url, self.s3),
         )
+
+
+def key_from_environment(name: str, value: str) -> dg.EnvVar:
+    """Put a key this process holds (the demo's, a test's) into its environment under `name`, and refer to
+    it the only way BatchEngineResource takes one. Child processes inherit it; Dagster never stores it."""
+    os.environ[name] = value
+    return dg.EnvVar(name)
 
 
 class DuckDBResource(dg.ConfigurableResource):

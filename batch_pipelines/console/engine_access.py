@@ -13,6 +13,7 @@ from pathlib import Path
 from batch_pipelines.engine import BatchManager, BatchStore
 from batch_pipelines.providers import make_provider
 from batch_pipelines.storage.locations import STORE_URL_ENV, DataLocations, add_location_options
+from batch_pipelines.workdir import make_workdir
 
 DEFAULT_KEY_ENV = "BATCH_PIPELINES_API_KEY"
 BASE_URL_ENV = "BATCH_PIPELINES_BASE_URL"
@@ -56,7 +57,7 @@ def store_location(args: argparse.Namespace, *, must_exist: bool = True) -> str 
 async def open_store(args: argparse.Namespace, *, must_exist: bool = True) -> AsyncIterator[BatchStore]:
     location = store_location(args, must_exist=must_exist)
     if isinstance(location, Path):
-        location.parent.mkdir(parents=True, exist_ok=True)
+        make_workdir(location.parent)
     store = BatchStore(location)
     await store.initialize()
     try:

@@ -18,17 +18,18 @@ from batch_pipelines.components.progress_metadata import (
     EXPECTED_COST_USD,
     WORST_CASE_COST_USD,
 )
-from batch_pipelines.components.resources import BatchEngineResource
+from batch_pipelines.components.resources import BatchEngineResource, key_from_environment
 from batch_pipelines.demo.dataset import DEFAULT_ROWS_PER_DAY, write_demo_dataset
 from batch_pipelines.demo.driver import PipelineDriver, load_component_spec
 from batch_pipelines.storage.jobs_snapshot import refresh_jobs_snapshot
 from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines.storage.query_command import write_rows
 from batch_pipelines.storage.views import read_only_catalog
-from batch_pipelines.workdir import resolve_workdir
+from batch_pipelines.workdir import make_workdir, resolve_workdir
 
 DEMO_DEFS_YAML = Path(__file__).resolve().parent.parent / "defs" / "support_tickets" / "defs.yaml"
 DEMO_API_KEY = "sk-demo-local-emulator"
+DEMO_API_KEY_ENV = "BATCH_PIPELINES_DEMO_API_KEY"  # the demo's process puts its dummy key there
 
 SUMMARY_QUERIES = {
     "Per partition": """
@@ -109,7 +110,7 @@ def run_demo(
     def say(line: str) -> None:
         print(line, file=stream, flush=True)
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_workdir(workdir)
     dataset = write_demo_dataset(workdir / "demo" / "tickets", rows_per_day=rows_per_day)
     say(f"working folder: {workdir}\ndataset: {dataset}")
     dagster_home = workdir / "dagster_home"
@@ -127,7 +128,9 @@ def run_demo(
     ):
         say(f"emulator: {emulator.url}")
         engine = BatchEngineResource(
-            api_key=DEMO_API_KEY, base_url=emulator.openai_base_url, workdir=str(workdir)
+            api_key=key_from_environment(DEMO_API_KEY_ENV, DEMO_API_KEY),
+            base_url=emulator.openai_base_url,
+            workdir=str(workdir),
         )
         driver = PipelineDriver(spec, engine, instance, log=say, dagster_log_level="ERROR")
         # One partition a night, as the nightly schedule runs them: each is collected before the next is

@@ -4,7 +4,15 @@ per partition, completion-sensor ticks, and the results runs those ticks request
 Every mode builds: `batch`; `auto` (its submission answers the urgent items realtime, so it needs a
 `rate_limiter`); `realtime` (also with a `rate_limiter`; its submit run reads and answers the partition in
 one go, there is no sensor, and `collect_all` has nothing to collect). The demo uses it; so can anyone who
-wants a pipeline run to completion without `dagster dev`.
+wants a pipeline run to completion without `dagster dev`:
+
+    engine = BatchEngineResource(api_key=dg.EnvVar("BATCH_PIPELINES_API_KEY"), workdir="work")
+    driver = PipelineDriver(load_component_spec(Path("defs.yaml")), engine, dg.DagsterInstance.get())
+    for partition_key in driver.partition_keys():
+        driver.submit(partition_key)
+    driver.collect_all()
+
+The key goes by `dg.EnvVar` (a plain string is refused: Dagster would keep it in its run history).
 """
 
 from __future__ import annotations

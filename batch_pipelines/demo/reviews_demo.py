@@ -22,6 +22,7 @@ from batch_pipelines.providers.local import LocalProvider
 from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines.storage.query_command import write_rows
 from batch_pipelines.storage.views import create_views
+from batch_pipelines.workdir import make_workdir
 
 REVIEWS_DEFS_YAML = Path(__file__).resolve().parent.parent / "defs" / "reviews" / "defs.yaml"
 SIMILARITY_THRESHOLD = 0.985  # re-posts score above 0.99; distinct reviews of one product stay below 0.975
@@ -61,7 +62,7 @@ def run_reviews_demo(
     def say(line: str) -> None:
         print(line, file=stream, flush=True)
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_workdir(workdir)
     dataset_path, dataset = write_reviews_dataset(
         workdir / "demo" / "reviews", reviews_per_product=reviews_per_product
     )

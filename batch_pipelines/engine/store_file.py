@@ -69,6 +69,8 @@ def create_store_file(path: Path, create_tables: Callable[[sa.Engine], None]) ->
         create_tables(engine)
     finally:
         engine.dispose()
+    # Its owner's alone: it holds every prompt and answer (SQLite gives its WAL files the same mode).
+    temporary.chmod(0o600)
     try:
         with suppress(FileExistsError):
             os.link(temporary, path)

@@ -31,6 +31,7 @@ from batch_pipelines.pipeline.partition_keys import check_partition_key
 from batch_pipelines.storage.parquet_files import write_parquet_atomic
 from batch_pipelines.storage.partition_catalog import record_partition_file
 from batch_pipelines.storage.s3_tables import S3Tables
+from batch_pipelines.workdir import PRIVATE_FILE, make_workdir
 
 TABLES = ("inputs", "rejects", "results", "dead_letters", "request_keys")
 
@@ -94,6 +95,7 @@ class StorageLayout:
         local file (on S3 it is collected first, as S3 objects are written whole)."""
         path = self.partition_path(table, pipeline, partition_key)
         if self.remote is None:
+            make_workdir(self.workdir)
             write_parquet_atomic(frame, path)
             record_partition_file(self.workdir, table, pipeline, partition_key, path)
             return str(path)
@@ -126,6 +128,8 @@ class StorageLayout:
                 if self.remote
                 else path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
             )
+            if self.remote is None:
+                make_workdir(self.workdir)
             temporary.parent.mkdir(parents=True, exist_ok=True)
             writer = PartitionWriter(temporary)
             try:
@@ -134,6 +138,7 @@ class StorageLayout:
                 if not temporary.exists():
                     raise ValueError(f"no rows were written for {table} partition {partition_key!r}")
                 if self.remote is None:
+                    os.chmod(temporary, PRIVATE_FILE)
                     os.replace(temporary, path)
                     record_partition_file(self.workdir, table, pipeline, partition_key, path)
                     writer.location = str(path)

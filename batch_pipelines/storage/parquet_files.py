@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
+from batch_pipelines.workdir import PRIVATE_FILE
+
 
 def write_parquet_atomic(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Path:
     """Replace `path` with `frame` in one step; a re-run replaces, never appends. A LazyFrame is
@@ -21,6 +23,7 @@ def write_parquet_atomic(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Path
             frame.write_parquet(temporary)
         with temporary.open("rb") as written:
             os.fsync(written.fileno())
+        os.chmod(temporary, PRIVATE_FILE)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

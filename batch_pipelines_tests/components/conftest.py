@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from batch_pipelines.components import BatchEngineResource, build_pipeline_defs
+from batch_pipelines.components import BatchEngineResource, build_pipeline_defs, key_from_environment
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.pipeline import PipelineSpec, parse_pipeline_spec
 
@@ -163,5 +163,9 @@ def harness(
 ) -> PipelineHarness:
     workdir = tmp_path / "work"
     write_tickets(workdir)
-    engine = BatchEngineResource(api_key="sk-test", base_url=emulator.openai_base_url, workdir=str(workdir))
+    engine = BatchEngineResource(
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
+        base_url=emulator.openai_base_url,
+        workdir=str(workdir),
+    )
     return PipelineHarness(spec=ticket_spec(), engine=engine, instance=dagster_instance, workdir=workdir)

@@ -10,7 +10,7 @@ import time
 import dagster as dg
 import polars as pl
 
-from batch_pipelines.components import BatchEngineResource, DuckDBResource
+from batch_pipelines.components import BatchEngineResource, DuckDBResource, key_from_environment
 from batch_pipelines.components.engine_session import open_engine, page_jobs
 from batch_pipelines.components.requests_for_partition import request_keys
 from batch_pipelines.emulator.process import EmulatorProcess
@@ -138,7 +138,7 @@ def test_sensor_reports_progress_as_numeric_observations(harness: PipelineHarnes
 
 def test_sensor_pages_open_jobs_with_a_cursor(harness: PipelineHarness) -> None:
     harness.engine = BatchEngineResource(
-        api_key="sk-test",
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
         base_url=harness.engine.base_url,
         workdir=harness.engine.workdir,
         sensor_page_size=1,
@@ -245,7 +245,9 @@ def test_anthropic_pipeline_goes_through_the_same_path(
         update={"provider": "anthropic", "model": "claude-haiku-4-5", "response_schema": None}
     )
     harness.engine = BatchEngineResource(
-        api_key="sk-ant-test", base_url=emulator.anthropic_base_url, workdir=harness.engine.workdir
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_ANTHROPIC_KEY", "sk-ant-test"),
+        base_url=emulator.anthropic_base_url,
+        workdir=harness.engine.workdir,
     )
     harness.submit("2026-11-01")
     [request] = harness.wait_for_run_requests()

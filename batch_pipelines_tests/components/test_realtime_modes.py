@@ -13,7 +13,12 @@ import polars as pl
 import pytest
 from dagster.components.testing import create_defs_folder_sandbox
 
-from batch_pipelines.components import BatchEngineResource, BatchPipelineComponent, build_pipeline_defs
+from batch_pipelines.components import (
+    BatchEngineResource,
+    BatchPipelineComponent,
+    build_pipeline_defs,
+    key_from_environment,
+)
 from batch_pipelines.components.rate_limiter_resource import RateLimiterResource
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.pipeline import PipelineSpecError
@@ -77,7 +82,9 @@ def make_harness(tmp_path: Path, emulator: EmulatorProcess, dagster_instance: dg
     def make(**spec_changes: Any) -> ModeHarness:
         workdir = tmp_path / "work"
         engine = BatchEngineResource(
-            api_key="sk-test", base_url=emulator.openai_base_url, workdir=str(workdir)
+            api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
+            base_url=emulator.openai_base_url,
+            workdir=str(workdir),
         )
         harness = ModeHarness(
             spec=ticket_spec(**spec_changes), engine=engine, instance=dagster_instance, workdir=workdir

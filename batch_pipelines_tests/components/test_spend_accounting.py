@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from batch_pipelines.cli import main
-from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.components import BatchEngineResource, key_from_environment
 from batch_pipelines.components.rate_limiter_resource import RateLimiterResource
 from batch_pipelines.demo.driver import PipelineDriver
 from batch_pipelines.emulator.process import EmulatorProcess
@@ -94,7 +94,9 @@ def costs_view(workdir: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, f
 def make_driver(tmp_path: Path, emulator: EmulatorProcess, dagster_instance: dg.DagsterInstance) -> Any:
     def make(**spec_changes: Any) -> PipelineDriver:
         engine = BatchEngineResource(
-            api_key="sk-test", base_url=emulator.openai_base_url, workdir=str(tmp_path / "work")
+            api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
+            base_url=emulator.openai_base_url,
+            workdir=str(tmp_path / "work"),
         )
         limiter = RateLimiterResource(
             url=f"sqlite:///{tmp_path / 'limiter.db'}", requests_per_minute=6_000, tokens_per_minute=2_000_000

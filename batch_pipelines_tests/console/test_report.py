@@ -11,7 +11,7 @@ import matplotlib.image
 import pytest
 
 from batch_pipelines.cli import main
-from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.components import BatchEngineResource, key_from_environment
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines_tests.components.conftest import PipelineHarness, ticket_spec, write_tickets
 
@@ -21,7 +21,11 @@ def ran_pipeline(tmp_path: Path, emulator: EmulatorProcess) -> Path:
     """Two partitions through Dagster: one clean, one where half the requests are rejected for good."""
     workdir = tmp_path / "work"
     write_tickets(workdir)
-    engine = BatchEngineResource(api_key="sk-test", base_url=emulator.openai_base_url, workdir=str(workdir))
+    engine = BatchEngineResource(
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
+        base_url=emulator.openai_base_url,
+        workdir=str(workdir),
+    )
     with dg.DagsterInstance.ephemeral() as instance:
         harness = PipelineHarness(spec=ticket_spec(), engine=engine, instance=instance, workdir=workdir)
         harness.submit("2026-11-01")

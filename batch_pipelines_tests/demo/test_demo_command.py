@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import dagster as dg
@@ -9,6 +10,7 @@ import polars as pl
 import pytest
 
 from batch_pipelines.cli import main
+from batch_pipelines.demo.command import DEMO_API_KEY
 
 
 def test_demo_materializes_every_partition_through_dagster(
@@ -53,6 +55,14 @@ def test_demo_materializes_every_partition_through_dagster(
         == 0
     )
     assert capsys.readouterr().out.splitlines()[1] == "7"
+
+    # Private: every prompt and answer is in there. The key reached Dagster by name only.
+    assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
+    tables = [*workdir.glob("inputs/**/*.parquet"), *workdir.glob("results/**/*.parquet")]
+    assert len(tables) == 14
+    assert {stat.S_IMODE(path.stat().st_mode) for path in [workdir / "batches.db", *tables]} == {0o600}
+    leaked = [p for p in workdir.rglob("*") if p.is_file() and DEMO_API_KEY.encode() in p.read_bytes()]
+    assert leaked == []
 
     with dg.DagsterInstance.local_temp(tempdir=str(workdir / "dagster_home")) as instance:
         results_runs = instance.get_runs(dg.RunsFilter(job_name="support_tickets_results_job"))

@@ -4,6 +4,7 @@ spec, an in-process driver, and figures read back from the Parquet tree with Duc
 from __future__ import annotations
 
 import random
+import zlib
 from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from batch_pipelines.components import BatchEngineResource, DuckDBResource
+from batch_pipelines.components import BatchEngineResource, DuckDBResource, key_from_environment
 from batch_pipelines.demo.driver import PipelineDriver
 from batch_pipelines.pipeline import PipelineSpec, parse_pipeline_spec
 from batch_pipelines_tests.reliability.figures import Figures
@@ -85,7 +86,11 @@ def write_tickets(
 def make_driver(
     spec: PipelineSpec, base_url: str, workdir: Path, instance: dg.DagsterInstance, api_key: str = "sk-test"
 ) -> PipelineDriver:
-    engine = BatchEngineResource(api_key=api_key, base_url=base_url, workdir=str(workdir))
+    engine = BatchEngineResource(
+        api_key=key_from_environment(f"BATCH_PIPELINES_TEST_KEY_{zlib.crc32(api_key.encode()):08x}", api_key),
+        base_url=base_url,
+        workdir=str(workdir),
+    )
     return PipelineDriver(spec, engine, instance, log=lambda _line: None, dagster_log_level="ERROR")
 
 

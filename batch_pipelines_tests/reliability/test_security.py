@@ -13,6 +13,8 @@ import polars as pl
 import pytest
 
 from batch_pipelines.cli import main
+from batch_pipelines.components import BatchEngineResource, key_from_environment
+from batch_pipelines.components.resources import PlainKeyError
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines_tests.conftest import TEST_TIME_SCALE
 from batch_pipelines_tests.reliability.conftest import SEED
@@ -75,6 +77,14 @@ def listening_addresses(port: int) -> set[str]:
             if int(port_hex, 16) == port and fields[3] == LISTEN:
                 found.add(address)
     return found
+
+
+def test_a_key_given_in_clear_to_the_resource_is_refused_and_not_repeated() -> None:
+    with pytest.raises(PlainKeyError, match=r"pass dg\.EnvVar\('NAME'\)") as refused:
+        BatchEngineResource(api_key=SECRET_KEY, workdir="unused")
+    assert SECRET_KEY not in str(refused.value)
+    by_name = BatchEngineResource(api_key=key_from_environment("BP_SECURITY_TEST_KEY", SECRET_KEY))
+    assert by_name.provider_key() == SECRET_KEY
 
 
 def test_the_emulator_listens_on_loopback_only(emulator: EmulatorProcess) -> None:

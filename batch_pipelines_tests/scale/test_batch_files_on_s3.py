@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.components import BatchEngineResource, key_from_environment
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines_tests.components.conftest import (
     ROWS_PER_DAY,
@@ -35,7 +35,7 @@ def test_batch_input_and_output_files_are_kept_on_s3(
     workdir = tmp_path / "work"
     write_tickets(workdir)
     engine = BatchEngineResource(
-        api_key=API_KEY,
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", API_KEY),
         base_url=emulator.openai_base_url,
         workdir=str(workdir),
         storage_url=f"s3://{bucket}/prod",

@@ -18,7 +18,7 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from batch_pipelines.cli import main
-from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.components import BatchEngineResource, key_from_environment
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.storage.confined_s3 import ConfinedReadOnlyS3
 from batch_pipelines.storage.s3_tables import duckdb_filesystem
@@ -61,7 +61,7 @@ def deployment(
     runs_workdir = tmp_path / "run_machine"
     write_tickets(runs_workdir)
     engine = BatchEngineResource(
-        api_key="sk-test",
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
         base_url=emulator.openai_base_url,
         workdir=str(runs_workdir),
         store_url=shared.store_url,

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.components import BatchEngineResource, key_from_environment
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines_tests.components.conftest import (
     ROWS_PER_DAY,
@@ -47,7 +47,10 @@ def test_sensor_triggered_materialization_on_a_postgres_instance(
     workdir = tmp_path / "work"
     write_tickets(workdir)
     engine = BatchEngineResource(
-        api_key="sk-test", base_url=emulator.openai_base_url, workdir=str(workdir), store_url=postgres_url
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
+        base_url=emulator.openai_base_url,
+        workdir=str(workdir),
+        store_url=postgres_url,
     )
     harness = PipelineHarness(spec=ticket_spec(), engine=engine, instance=postgres_instance, workdir=workdir)
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from batch_pipelines.components import BatchEngineResource, DuckDBResource
+from batch_pipelines.components import BatchEngineResource, DuckDBResource, key_from_environment
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines.storage.s3_tables import S3Location, S3Tables
@@ -58,7 +58,7 @@ def test_a_partition_lives_on_s3_and_duckdb_queries_it_there(
     s3 = S3Resource(endpoint_url=aws_endpoint, region_name="us-east-1")
     storage_url = f"s3://{bucket}/prod"
     engine = BatchEngineResource(
-        api_key="sk-test",
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
         base_url=emulator.openai_base_url,
         workdir=str(workdir),
         storage_url=storage_url,

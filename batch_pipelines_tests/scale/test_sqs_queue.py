@@ -12,7 +12,7 @@ import boto3
 import dagster as dg
 import pytest
 
-from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.components import BatchEngineResource, key_from_environment
 from batch_pipelines.components.rate_limiter_resource import RateLimiterResource
 from batch_pipelines.components.realtime_worker import build_realtime_worker_job
 from batch_pipelines.components.worker_scaling import WORKER_POOL_TAG, build_worker_scaling_sensor
@@ -202,7 +202,10 @@ async def test_a_worker_run_drains_the_queue_through_the_shared_limiter(
     assert worker.tags[WORKER_POOL_TAG] == "tickets"
     await sqs_queue.enqueue(_tickets(20))
     resources = {
-        "batch_engine": BatchEngineResource(api_key="sk-test", base_url=emulator.openai_base_url),
+        "batch_engine": BatchEngineResource(
+            api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
+            base_url=emulator.openai_base_url,
+        ),
         "rate_limiter": RateLimiterResource(
             url=redis_url, requests_per_minute=6_000, tokens_per_minute=1_000_000
         ),

@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 from dagster.components.testing import create_defs_folder_sandbox
 
-from batch_pipelines.components import BatchEngineResource, BatchPipelineComponent
+from batch_pipelines.components import BatchEngineResource, BatchPipelineComponent, key_from_environment
 from batch_pipelines.components.rate_limiter_resource import RateLimiterResource
 from batch_pipelines.components.worker_scaling import WORKER_POOL_TAG
 from batch_pipelines.emulator.process import EmulatorProcess
@@ -94,7 +94,10 @@ def test_the_yaml_pool_scales_by_sqs_depth_and_drains_the_queue(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", aws_endpoint)  # boto3's usual configuration
     engine = BatchEngineResource(
-        api_key="sk-test", base_url=emulator.openai_base_url, workdir=str(tmp_path), store_url=postgres_url
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
+        base_url=emulator.openai_base_url,
+        workdir=str(tmp_path),
+        store_url=postgres_url,
     )
     producer = SqsWorkQueue.create(
         boto3.client("sqs"), QUEUE, ledger_url=postgres_url, max_attempts=3, visibility_timeout_s=300
