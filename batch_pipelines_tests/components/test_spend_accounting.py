@@ -189,7 +189,10 @@ def test_a_packing_run_accounts_for_every_call_it_paid_for(
 def test_the_driver_asks_for_the_rate_limiter_a_realtime_or_auto_pipeline_draws_on(
     tmp_path: Path, dagster_instance: dg.DagsterInstance
 ) -> None:
-    engine = BatchEngineResource(api_key="sk-test", workdir=str(tmp_path / "work"))
+    engine = BatchEngineResource(
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
+        workdir=str(tmp_path / "work"),
+    )
     for changes in (
         {"mode": "realtime"},
         {"mode": "auto", "urgent": {"priority_column": "p", "threshold": 1}},
