@@ -340,6 +340,8 @@ RESULT_ROW_COLUMNS = (
     "attempt",
     "provider_batch_id",
     "request_hash",
+    "cached_input_tokens",
+    "cache_write_input_tokens",
 )
 DEAD_LETTER_COLUMNS = ("id", "error_type", "error_message", "transient", "attempt", "request_hash")
 
@@ -360,6 +362,8 @@ def result_row_values(spec: PipelineSpec, result: BatchResult, request_hash: str
         result.attempt,
         result.provider_batch_id,
         request_hash,
+        result.cached_input_tokens,
+        result.cache_write_input_tokens,
     )
     if spec.response_schema:
         values += tuple(parse_response_fields(result.response, spec.response_schema).values())
@@ -396,6 +400,8 @@ def result_row(
         "job_id": job_id,
         "spec_version": version,
         "path": path,
+        "cached_input_tokens": result.cached_input_tokens,
+        "cache_write_input_tokens": result.cache_write_input_tokens,
         **parse_response_fields(result.response, spec.response_schema),
         **({EMBEDDING_COLUMN: result.embedding} if spec.kind == "embedding" else {}),
     }

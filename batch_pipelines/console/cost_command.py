@@ -83,6 +83,7 @@ def cost_command(args: argparse.Namespace) -> int:
     ]
     if JOB_LEVEL in levels:
         columns += FORECAST_COLUMNS[3:]
+    columns += ["cached_input_tokens", "cache_saved_usd"]
     print_table(
         "Spend: what was paid (batch jobs at the batch price, realtime calls at the realtime price) vs the "
         "same tokens at the realtime price",

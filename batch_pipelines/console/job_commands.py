@@ -260,6 +260,8 @@ def _result_dict(result: BatchResult) -> dict[str, Any]:
         "attempt": result.attempt,
         "provider_batch_id": result.provider_batch_id,
         "embedding_size": len(result.embedding) if result.embedding is not None else None,
+        "cached_input_tokens": result.cached_input_tokens,
+        "cache_write_input_tokens": result.cache_write_input_tokens,
     }
 
 

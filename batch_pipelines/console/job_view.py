@@ -39,6 +39,8 @@ def job_dict(job: BatchJob) -> dict[str, Any]:
         "cost_usd": cost.actual_usd,
         "realtime_usd": cost.realtime_usd,
         "saved_usd": cost.saved_usd,
+        "cached_input_tokens": cost.cached_input_tokens,
+        "cache_saved_usd": cost.cache_saved_usd,
     }
 
 

@@ -47,10 +47,38 @@ def spec_reference_command(args: argparse.Namespace) -> int:
     return 0
 
 
+MODEL_PARAMETERS = """## Model parameters by family
+
+`params` (and `max_tokens` / `temperature`) go out in the form each model family takes, in batch lines
+and realtime calls alike (`batch_pipelines/providers/openai_params.py`):
+
+- OpenAI reasoning models (`gpt-5*`, `o1*`, `o3*`, `o4*`): the output cap goes out as
+  `max_completion_tokens` (a `max_tokens` is sent under that name); `temperature` and `top_p` only at
+  their default of 1 (any other value is refused before upload, naming the request);
+  `reasoning_effort` is passed through.
+- Older OpenAI chat models (`gpt-4o*`, `gpt-4.1*`, …): `max_tokens`, `temperature` and `top_p` as given;
+  `reasoning_effort` is refused before upload.
+
+The API itself answers the refused forms with `400 unsupported_parameter` (`max_tokens` on a reasoning
+model) or `400 unsupported_value` (a non-default `temperature`): a whole batch of such lines would fail
+line by line, so they are caught first. Anthropic and Bedrock models take `max_tokens` and sampling as
+given.
+
+Prompt caching: OpenAI caches a repeated prompt prefix of 1,024 tokens or more on its own; Anthropic
+(and Claude on Bedrock) caches the prompt up to a block marked `cache_control`, e.g.
+`params: {system: [{type: text, text: "<long instructions>", cache_control: {type: ephemeral}}]}`.
+Results get `cached_input_tokens` (read from the cache) and `cache_write_input_tokens` (Anthropic cache
+writes), both included in `input_tokens`, and costs price them at the model's published rates
+(OpenAI's cached-input price; Anthropic 0.1x input for reads, 1.25x for 5-minute writes);
+`batch-pipelines cost` shows the saving as `cache_saved_usd`.
+"""
+
+
 def render_spec_reference() -> str:
     sections = [INTRO]
     for model in _models_in_order(PipelineSpec):
         sections.append(_render_model(model))
+    sections.append(MODEL_PARAMETERS)
     return "\n".join(sections)
 
 

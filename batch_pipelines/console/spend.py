@@ -7,6 +7,8 @@ realtime calls) and `discount_pct` its share. `calls` counts realtime calls (a p
 `expected_usd` and `worst_case_usd` are the batch jobs' forecasts made before submission
 (engine.forecast); their `*_error_pct` compare them with the bills of the jobs that have ended (positive:
 forecast above the bill). Realtime calls have no forecast.
+`cache_saved_usd` is what prompt caching took off a batch job's `cost_usd` (cache reads at their
+discounted rate, less the premium of Anthropic cache writes), apart from the batch discount.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ class SpendLine:
     ended: ForecastCheck = field(default_factory=ForecastCheck)
     forecast_basis: str | None = None
     first_created: str = ""
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    cache_saved_usd: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -89,6 +94,9 @@ class SpendLine:
         else:
             self.cost_usd += job.cost.actual_usd
             self.realtime_usd += job.cost.realtime_usd or 0.0
+            self.cache_saved_usd += job.cost.cache_saved_usd or 0.0
+        self.cached_input_tokens += job.cost.cached_input_tokens
+        self.cache_write_input_tokens += job.cost.cache_write_input_tokens
         self._first(job.created_at.isoformat())
 
     def add_calls(self, total: SpendTotal) -> None:
@@ -160,6 +168,9 @@ def spend_dict(line: SpendLine, levels: Sequence[str]) -> dict[str, Any]:
         "expected_error_pct": _rounded(line.ended.error_pct(line.ended.expected_usd)),
         "worst_case_error_pct": _rounded(line.ended.error_pct(line.ended.worst_case_usd)),
         **({"forecast_basis": line.forecast_basis} if JOB_LEVEL in levels else {}),
+        "cached_input_tokens": line.cached_input_tokens,
+        "cache_write_input_tokens": line.cache_write_input_tokens,
+        "cache_saved_usd": round(line.cache_saved_usd, 8),
     }
 
 

@@ -70,8 +70,8 @@ class AdminRoutes:
         count = body.get("count", 1)
         if name not in SCENARIOS:
             raise invalid(f"Unknown scenario {name!r}; expected one of {', '.join(SCENARIOS)}.", param="name")
-        if provider not in (None, "openai", "anthropic"):
-            raise invalid("'provider' must be 'openai', 'anthropic' or absent.", param="provider")
+        if provider not in (None, "openai", "anthropic", "bedrock"):
+            raise invalid("'provider' must be 'openai', 'anthropic', 'bedrock' or absent.", param="provider")
         if not isinstance(count, int) or count < 1:
             raise invalid("'count' must be a positive integer.", param="count")
         self.runtime.scenarios.extend(QueuedScenario(name, provider) for _ in range(count))
@@ -117,6 +117,14 @@ class AdminRoutes:
                 "files": len(self.runtime.store.files),
                 "batches": len(self.runtime.store.batches),
                 "billed": self.runtime.billed(),
+                "anthropic_versions": {
+                    k[len("anthropic_version.") :]: v
+                    for k, v in counters.items()
+                    if k.startswith("anthropic_version.")
+                },
+                "message_batches_created_without_content_length": counters[
+                    "message_batches.create.without_content_length"
+                ],
             }
         )
 

@@ -47,6 +47,10 @@ def _checked_requests(raw: Any, max_requests: int) -> list[BatchRequest]:
     return requests
 
 
+# The API documents `results_url` as where an ended batch's results are, without promising its form.
+RESULTS_DOWNLOAD_PATH = "/v1/message_batch_results/{batch_id}"
+
+
 class MessageBatchRoutes:
     def __init__(self, runtime: Runtime, lifecycle: Lifecycle) -> None:
         self.runtime = runtime
@@ -63,6 +67,8 @@ class MessageBatchRoutes:
 
     async def create(self, request: Request) -> Response:
         anthropic_key(request, self.runtime.config.api_keys)
+        if "content-length" not in request.headers:  # the SDK always sends one; chunked bodies are counted
+            self.runtime.counters["message_batches.create.without_content_length"] += 1
         raw = await request.body()
         config = self.runtime.config
         if len(raw) > config.limits.anthropic_max_bytes:
@@ -162,5 +168,5 @@ class MessageBatchRoutes:
             "expires_at": rfc3339(batch.expires_at),
             "archived_at": None,
             "cancel_initiated_at": rfc3339(batch.cancel_requested_at),
-            "results_url": f"{base}/v1/messages/batches/{batch.id}/results" if ended else None,
+            "results_url": base + RESULTS_DOWNLOAD_PATH.format(batch_id=batch.id) if ended else None,
         }

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batch_pipelines.emulator.admin import AdminRoutes
-from batch_pipelines.emulator.anthropic_batches import MessageBatchRoutes
+from batch_pipelines.emulator.anthropic_batches import RESULTS_DOWNLOAD_PATH, MessageBatchRoutes
 from batch_pipelines.emulator.bedrock_jobs import BedrockRoutes
 from batch_pipelines.emulator.errors import ApiError, anthropic_response, new_request_id, openai_response
 from batch_pipelines.emulator.lifecycle import Lifecycle
@@ -97,6 +97,13 @@ class EmulatorApp:
                 anthropic("message_batches.results", message_batches.results),
                 methods=["GET"],
             ),
+            # Where `results_url` points: a path of its own, so a client that builds the URL itself
+            # instead of following the batch's results_url shows in the counters.
+            Route(
+                RESULTS_DOWNLOAD_PATH,
+                anthropic("message_batches.results_download", message_batches.results),
+                methods=["GET"],
+            ),
             *BedrockRoutes(runtime).routes(),
             Route("/_emulator/health", admin.health, methods=["GET"]),
             Route("/_emulator/config", admin.get_config, methods=["GET"]),
@@ -123,6 +130,8 @@ class EmulatorApp:
 
         async def endpoint(request: Request) -> Response:
             counters[f"requests.{name}"] += 1
+            if provider == "anthropic" and (version := request.headers.get("anthropic-version")):
+                counters[f"anthropic_version.{version}"] += 1
             try:
                 response = await handler(request)
             except ApiError as error:

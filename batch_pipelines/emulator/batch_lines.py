@@ -17,6 +17,7 @@ from batch_pipelines.emulator.model import (
     openai_chat_completion,
     openai_embeddings,
 )
+from batch_pipelines.emulator.prompt_cache import PromptCache
 from batch_pipelines.emulator.store import BatchRequest
 
 # Not an injected fault: the request is malformed and the model itself answers 400.
@@ -24,10 +25,12 @@ INVALID_BODY = "invalid_body"
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 
 
-def execute_openai(endpoint: str, body: dict[str, Any], settings: ModelSettings) -> dict[str, Any]:
+def execute_openai(
+    endpoint: str, body: dict[str, Any], settings: ModelSettings, cache: PromptCache | None = None
+) -> dict[str, Any]:
     if endpoint == "/v1/embeddings":
         return openai_embeddings(body, settings.chars_per_token, settings.embedding_dimensions)
-    return openai_chat_completion(body, settings.chars_per_token, settings.reply_tokens)
+    return openai_chat_completion(body, settings.chars_per_token, settings.reply_tokens, cache)
 
 
 def request_problem(
@@ -47,7 +50,11 @@ def request_problem(
 
 
 def openai_line(
-    request: BatchRequest, endpoint: str, fault: str | None, settings: ModelSettings
+    request: BatchRequest,
+    endpoint: str,
+    fault: str | None,
+    settings: ModelSettings,
+    cache: PromptCache | None = None,
 ) -> dict[str, Any]:
     """One output- or error-file line (a success, an HTTP error body, or a response-less error)."""
     line_id = "batch_req_" + secrets.token_hex(12)
@@ -57,7 +64,7 @@ def openai_line(
     try:
         if fault is not None and fault != INVALID_BODY:
             raise fault_error(fault, "openai", str(request.body.get("model", "the model")))
-        status, body = 200, execute_openai(endpoint, request.body, settings)
+        status, body = 200, execute_openai(endpoint, request.body, settings, cache)
     except ApiError as failure:
         status, body = failure.status, failure.openai_body()
     response = {"status_code": status, "request_id": new_request_id(), "body": body}
@@ -73,11 +80,13 @@ def openai_expired_line(request: BatchRequest) -> dict[str, Any]:
     }
 
 
-def anthropic_line(request: BatchRequest, fault: str | None, settings: ModelSettings) -> dict[str, Any]:
+def anthropic_line(
+    request: BatchRequest, fault: str | None, settings: ModelSettings, cache: PromptCache | None = None
+) -> dict[str, Any]:
     try:
         if fault is not None and fault != INVALID_BODY:
             raise fault_error("server_error" if fault == "no_response" else fault, "anthropic")
-        message = anthropic_message(request.body, settings.chars_per_token, settings.reply_tokens)
+        message = anthropic_message(request.body, settings.chars_per_token, settings.reply_tokens, cache)
         result: dict[str, Any] = {"type": "succeeded", "message": message}
     except ApiError as failure:
         error = {"type": "error", "error": failure.anthropic_error(), "request_id": new_request_id()}

@@ -240,6 +240,7 @@ class BedrockRoutes:
 
     async def _run(self, job: BedrockJob) -> None:
         config = self.runtime.config
+        scenario = self.runtime.take_scenario("bedrock")
         job.set_status("Validating")
         try:
             records = await anyio.to_thread.run_sync(self._read_input, job)
@@ -254,18 +255,28 @@ class BedrockRoutes:
             )
             return
         await asyncio.sleep(config.scaled(config.lifecycle.validating_s))
+        if scenario == "expire_all":  # botocore: scheduled, but did not begin before the timeout
+            job.set_status("Scheduled")
+            await asyncio.sleep(config.scaled(config.lifecycle.in_progress_min_s))
+            job.set_status("Expired", f"The job did not start within its {job.timeout_hours} hour timeout")
+            return
         job.set_status("InProgress")
-        outputs = [self._answer(job, record) for record in records]
+        in_time = records[: len(records) // 2] if scenario == "expire_half" else records
+        outputs = [self._answer(job, record) for record in in_time]
         await asyncio.sleep(config.scaled(config.lifecycle.in_progress_min_s))
-        await anyio.to_thread.run_sync(self._write_output, job, outputs)
+        await anyio.to_thread.run_sync(self._write_output, job, outputs, len(records))
         job.processed = len(outputs)
         job.errored = sum(1 for line in outputs if "error" in line)
         job.succeeded = job.processed - job.errored
-        if job.errored and job.succeeded:
-            job.set_status("PartiallyCompleted")
-        elif job.errored:
+        if len(outputs) < len(records):  # botocore: not all records could be processed in time
+            job.set_status(
+                "PartiallyCompleted",
+                f"{len(records) - len(outputs)} records were not processed within the "
+                f"{job.timeout_hours} hour timeout",
+            )
+        elif job.errored and not job.succeeded:
             job.set_status("Failed", "Every record failed; see the output file")
-        else:
+        else:  # records that errored are in the output file with their error
             job.set_status("Completed")
 
     def _client(self) -> Any:
@@ -298,7 +309,9 @@ class BedrockRoutes:
         body = dict(record["modelInput"]) if isinstance(record["modelInput"], dict) else {}
         body["model"] = job.model_id
         try:
-            output = anthropic_message(body, model.chars_per_token, model.reply_tokens)
+            output = anthropic_message(
+                body, model.chars_per_token, model.reply_tokens, self.runtime.prompt_cache
+            )
         except ApiError as error:
             line["error"] = {"errorCode": error.status, "errorMessage": error.message}
             return line
@@ -306,7 +319,7 @@ class BedrockRoutes:
         line["modelOutput"] = output
         return line
 
-    def _write_output(self, job: BedrockJob, outputs: list[dict[str, Any]]) -> None:
+    def _write_output(self, job: BedrockJob, outputs: list[dict[str, Any]], total: int) -> None:
         bucket, prefix = _split_s3(job.output_uri)
         folder = "/".join(part for part in (prefix.rstrip("/"), job.job_id) if part)
         input_name = job.input_uri.rsplit("/", 1)[-1]
@@ -314,7 +327,7 @@ class BedrockRoutes:
         self._client().put_object(Bucket=bucket, Key=f"{folder}/{input_name}.out", Body=body)
         usage = [line["modelOutput"].get("usage", {}) for line in outputs if "modelOutput" in line]
         manifest = {
-            "totalRecordCount": len(outputs),
+            "totalRecordCount": total,
             "processedRecordCount": len(outputs),
             "successRecordCount": len(usage),
             "errorRecordCount": len(outputs) - len(usage),

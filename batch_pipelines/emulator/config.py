@@ -16,7 +16,15 @@ from typing import Any
 
 import yaml
 
-BATCH_FAULTS = ("invalid_request", "server_error", "unavailable", "overloaded", "rate_limited", "no_response")
+BATCH_FAULTS = (
+    "invalid_request",
+    "server_error",
+    "unavailable",
+    "overloaded",
+    "rate_limited",
+    "no_response",
+    "insufficient_quota",
+)
 REALTIME_FAULTS = (
     "invalid_request",
     "server_error",
@@ -25,6 +33,7 @@ REALTIME_FAULTS = (
     "rate_limited",
     "drop_connection",
     "slow",
+    "insufficient_quota",
 )
 
 
@@ -98,6 +107,7 @@ class ModelSettings:
     chars_per_token: float = 4.0
     reply_tokens: int = 24
     embedding_dimensions: int = 1536
+    prompt_cache_min_tokens: int = 1024
 
 
 @dataclass(frozen=True)

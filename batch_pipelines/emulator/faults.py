@@ -25,6 +25,7 @@ MARKERS = (
     "no_response",
     "drop_connection",
     "slow",
+    "insufficient_quota",
 )
 
 
@@ -98,6 +99,21 @@ def fault_error(fault: str, provider: str, model: str = "the model") -> ApiError
             message = "Number of requests has exceeded your per-minute rate limit."
         return ApiError(
             429, message, code="rate_limit_exceeded", kind=None if provider == "anthropic" else "requests"
+        )
+    if fault == "insufficient_quota":  # out of credit: a 429 that no wait fixes
+        if provider == "anthropic":
+            return ApiError(
+                400,
+                "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing "
+                "to upgrade or purchase credits.",
+            )
+        return ApiError(
+            429,
+            "You exceeded your current quota, please check your plan and billing details. For more "
+            "information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes"
+            "/api-errors.",
+            code="insufficient_quota",
+            kind="insufficient_quota",
         )
     if fault == "overloaded":
         if provider == "anthropic":

@@ -213,10 +213,11 @@ class Lifecycle:
         requests = self.requests_of(batch)
         faults = self.faults_of(batch)
         settings = self.runtime.config.model
+        cache = self.runtime.prompt_cache
         successes: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         for index in finished:
-            line = openai_line(requests[index], batch.endpoint, faults[index], settings)
+            line = openai_line(requests[index], batch.endpoint, faults[index], settings, cache)
             ok = line["response"] is not None and line["response"]["status_code"] == 200
             (successes if ok else errors).append(line)
         if status == "expired":
@@ -248,7 +249,8 @@ class Lifecycle:
         requests = self.requests_of(batch)
         faults = self.faults_of(batch)
         settings = self.runtime.config.model
-        lines = [anthropic_line(requests[index], faults[index], settings) for index in finished]
+        cache = self.runtime.prompt_cache
+        lines = [anthropic_line(requests[index], faults[index], settings, cache) for index in finished]
         leftover = "canceled" if status == "cancelled" else "expired"
         lines.extend(anthropic_unfinished_line(requests[index], leftover) for index in unfinished)
         random.Random(batch.order_seed + ":output").shuffle(lines)
@@ -262,9 +264,16 @@ class Lifecycle:
 
 
 def _sum_usage(lines: list[dict[str, Any]]) -> dict[str, int]:
-    prompt = completion = 0
+    prompt = completion = cached = 0
     for line in lines:
         usage = line["response"]["body"].get("usage", {})
         prompt += int(usage.get("prompt_tokens", 0))
         completion += int(usage.get("completion_tokens", 0))
-    return {"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt + completion}
+        cached += int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0))
+    total = prompt + completion
+    return {
+        "input_tokens": prompt,
+        "output_tokens": completion,
+        "total_tokens": total,
+        "cached_tokens": cached,
+    }

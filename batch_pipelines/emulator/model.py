@@ -19,6 +19,8 @@ import numpy as np
 
 from batch_pipelines.emulator.errors import ApiError, invalid
 from batch_pipelines.emulator.message_rules import check_anthropic_messages, check_openai_messages
+from batch_pipelines.emulator.openai_model_rules import check_model_parameters
+from batch_pipelines.emulator.prompt_cache import PromptCache
 from batch_pipelines.emulator.schema_instance import instance_for_schema
 
 MESSAGE_OVERHEAD_TOKENS = 3
@@ -127,6 +129,7 @@ def check_openai_chat(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], 
     """The model, messages, output-token cap and choice count of a chat request, or the 400 it gets."""
     model = _require_model(body)
     messages = _require_messages(body)
+    check_model_parameters(model, body)
     max_tokens = _max_tokens(body, "max_completion_tokens", "max_tokens")
     choices_wanted = body.get("n") or 1
     if not isinstance(choices_wanted, int) or not 1 <= choices_wanted <= 128:
@@ -136,10 +139,13 @@ def check_openai_chat(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], 
     return model, messages, max_tokens, choices_wanted
 
 
-def openai_chat_completion(body: dict[str, Any], chars_per_token: float, reply_tokens: int) -> dict[str, Any]:
+def openai_chat_completion(
+    body: dict[str, Any], chars_per_token: float, reply_tokens: int, cache: PromptCache | None = None
+) -> dict[str, Any]:
     model, messages, max_tokens, choices_wanted = check_openai_chat(body)
     prompt = prompt_text(messages)
     input_tokens = prompt_tokens(messages, chars_per_token)
+    cached_tokens = cache.openai_cached_tokens(model, messages, input_tokens) if cache else 0
     structured = _structured_content(body.get("response_format"), prompt)
     choices = []
     output_tokens = 0
@@ -168,7 +174,7 @@ def openai_chat_completion(body: dict[str, Any], chars_per_token: float, reply_t
             "prompt_tokens": input_tokens,
             "completion_tokens": output_tokens,
             "total_tokens": input_tokens + output_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": 0,
                 "audio_tokens": 0,
@@ -272,9 +278,13 @@ def anthropic_output_format(body: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def anthropic_message(body: dict[str, Any], chars_per_token: float, reply_tokens: int) -> dict[str, Any]:
+def anthropic_message(
+    body: dict[str, Any], chars_per_token: float, reply_tokens: int, cache: PromptCache | None = None
+) -> dict[str, Any]:
     model, max_tokens, messages = check_anthropic(body)
     system = body.get("system")
+    input_tokens = prompt_tokens(messages, chars_per_token, system)
+    read, written = cache.anthropic_cache_tokens(model, system, messages, input_tokens) if cache else (0, 0)
     prompt = prompt_text(messages, system)
     structured = None
     output_format = anthropic_output_format(body)
@@ -291,9 +301,9 @@ def anthropic_message(body: dict[str, Any], chars_per_token: float, reply_tokens
         "stop_reason": "max_tokens" if truncated else "end_turn",
         "stop_sequence": None,
         "usage": {
-            "input_tokens": prompt_tokens(messages, chars_per_token, system),
+            "input_tokens": input_tokens - read - written,
             "output_tokens": count_tokens(text, chars_per_token),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": read,
         },
     }

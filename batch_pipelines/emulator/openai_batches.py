@@ -361,7 +361,7 @@ class BatchRoutes:
             "metadata": batch.metadata,
             "usage": {
                 "input_tokens": usage["input_tokens"],
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": usage.get("cached_tokens", 0)},
                 "output_tokens": usage["output_tokens"],
                 "output_tokens_details": {"reasoning_tokens": 0},
                 "total_tokens": usage["total_tokens"],

@@ -49,7 +49,8 @@ class RealtimeRoutes:
             "openai", key, model, tokens, raw.decode(errors="replace"), request.scope["emulator.send"]
         )
         settings = self.runtime.config.model
-        answer = openai_chat_completion(body, settings.chars_per_token, settings.reply_tokens)
+        cache = self.runtime.prompt_cache
+        answer = openai_chat_completion(body, settings.chars_per_token, settings.reply_tokens, cache)
         self.runtime.bill("openai", "realtime", [answer])
         return _json(answer, headers)
 
@@ -80,6 +81,7 @@ class RealtimeRoutes:
             "anthropic", key, model, tokens, raw.decode(errors="replace"), request.scope["emulator.send"]
         )
         settings = self.runtime.config.model
-        answer = anthropic_message(body, settings.chars_per_token, settings.reply_tokens)
+        cache = self.runtime.prompt_cache
+        answer = anthropic_message(body, settings.chars_per_token, settings.reply_tokens, cache)
         self.runtime.bill("anthropic", "realtime", [answer])
         return _json(answer, headers)

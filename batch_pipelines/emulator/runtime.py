@@ -10,6 +10,7 @@ from typing import Any
 
 from batch_pipelines.emulator.config import EmulatorConfig
 from batch_pipelines.emulator.faults import FaultInjector
+from batch_pipelines.emulator.prompt_cache import PromptCache
 from batch_pipelines.emulator.rate_limiter import RateLimiter
 from batch_pipelines.emulator.store import Store
 
@@ -28,6 +29,7 @@ class Runtime:
     store: Store
     faults: FaultInjector
     limiter: RateLimiter
+    prompt_cache: PromptCache
     scenarios: deque[QueuedScenario] = field(default_factory=deque)
     counters: Counter[str] = field(default_factory=Counter)
 
@@ -38,6 +40,7 @@ class Runtime:
             store=Store(state_dir),
             faults=FaultInjector(config.seed),
             limiter=RateLimiter(config.rate_limits.window_s),
+            prompt_cache=_prompt_cache(config),
         )
 
     def replace_config(self, config: EmulatorConfig) -> None:
@@ -45,6 +48,8 @@ class Runtime:
             self.faults = FaultInjector(config.seed)
         if config.rate_limits != self.config.rate_limits:
             self.limiter = RateLimiter(config.rate_limits.window_s)
+        if config.model != self.config.model:
+            self.prompt_cache = _prompt_cache(config)
         self.config = config
 
     def bill(self, provider: str, channel: str, answers: Iterable[Mapping[str, Any]]) -> None:
@@ -77,3 +82,7 @@ class Runtime:
                 self.scenarios.remove(queued)
                 return queued.name
         return None
+
+
+def _prompt_cache(config: EmulatorConfig) -> PromptCache:
+    return PromptCache(config.model.chars_per_token, config.model.prompt_cache_min_tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,9 @@ def openai_key(request: Request, accepted: tuple[str, ...]) -> str:
     return key
 
 
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
 def anthropic_key(request: Request, accepted: tuple[str, ...]) -> str:
     key = request.headers.get("x-api-key", "").strip()
     if not key:
@@ -45,8 +49,11 @@ def anthropic_key(request: Request, accepted: tuple[str, ...]) -> str:
         key = bearer.strip() if scheme.lower() == "bearer" else ""
     if not key or (accepted and key not in accepted):
         raise ApiError(401, "invalid x-api-key")
-    if not request.headers.get("anthropic-version"):
+    version = request.headers.get("anthropic-version")
+    if not version:
         raise ApiError(400, "anthropic-version: header is required")
+    if not _API_VERSION.match(version):
+        raise ApiError(400, f"anthropic-version: {version!r} is not a valid version (YYYY-MM-DD)")
     return key
 
 

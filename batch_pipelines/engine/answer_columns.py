@@ -31,6 +31,8 @@ def answer_columns() -> list[sa.Column[Any]]:
         sa.Column("cost_usd", sa.Float),
         sa.Column("parsed", sa.Text),
         sa.Column("embedding", sa.Text),
+        sa.Column("cached_input_tokens", sa.Integer),
+        sa.Column("cache_write_input_tokens", sa.Integer),
     ]
 
 
@@ -54,6 +56,8 @@ def answer_tuple(result: BatchResult) -> tuple[Any, ...]:
         result.cost_usd,
         json.dumps(result.parsed) if result.parsed is not None else None,
         _embedding_text(result.embedding),
+        result.cached_input_tokens,
+        result.cache_write_input_tokens,
     )
 
 
@@ -78,6 +82,8 @@ def result_from_answer_values(
         cost_usd,
         parsed,
         embedding,
+        cached_input_tokens,
+        cache_write_input_tokens,
     ) = values
     return BatchResult(
         id=result_id,
@@ -92,6 +98,8 @@ def result_from_answer_values(
         embedding=_embedding_from_text(embedding),
         attempt=attempt,
         provider_batch_id=provider_batch_id,
+        cached_input_tokens=cached_input_tokens or 0,
+        cache_write_input_tokens=cache_write_input_tokens or 0,
     )
 
 
@@ -110,3 +118,13 @@ def _embedding_from_text(text: str | None) -> Embedding | None:
         loaded: list[float] = json.loads(text)
         return loaded
     return np.frombuffer(base64.b64decode(text), dtype="<f4")
+
+
+def add_missing_table_columns(conn: sa.Connection, table: sa.Table) -> None:
+    """Add the nullable columns of ``table`` that a database created by an older release lacks
+    (``create_all`` adds tables, never columns)."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(table.name)}
+    for column in table.columns:
+        if column.name not in present and column.nullable:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))

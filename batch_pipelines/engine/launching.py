@@ -147,6 +147,7 @@ def apply_state(batch: BatchRecord, state: ProviderBatchState) -> None:
     batch.failed = state.failed
     batch.input_tokens = state.input_tokens
     batch.output_tokens = state.output_tokens
+    batch.cached_input_tokens = state.cached_input_tokens
     batch.error_code = state.error_code
     batch.error_message = state.error_message
     batch.line_errors = list(state.line_errors)

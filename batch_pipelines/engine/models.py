@@ -41,7 +41,10 @@ class JobCost:
     """USD. ``estimated`` (the worst case) and ``expected`` are forecast before submit (engine.forecast,
     ``forecast_basis`` says where the expected figure comes from); the others come from reported usage
     (None if unpriced). ``input_tokens``/``output_tokens`` are the reported usage the figures come from;
-    ``counted_input_tokens`` the prompt tokens counted before submit."""
+    ``counted_input_tokens`` the prompt tokens counted before submit. Of the input,
+    ``cached_input_tokens`` were read from the provider's prompt cache and ``cache_write_input_tokens``
+    written to it; ``cache_saved_usd`` is what the cache took off ``actual_usd`` (the same tokens all at
+    the plain batch input price, less the actual cost; negative when cache writes outweigh the reads)."""
 
     estimated_usd: float | None
     actual_usd: float | None
@@ -52,6 +55,9 @@ class JobCost:
     expected_usd: float | None = None
     forecast_basis: str | None = None
     counted_input_tokens: int | None = None
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    cache_saved_usd: float | None = None
 
     @property
     def worst_case_usd(self) -> float | None:

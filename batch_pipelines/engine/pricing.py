@@ -15,11 +15,28 @@ __all__ = ["BATCH_DISCOUNT", "DEFAULT_OUTPUT_TOKENS", "PRICES", "ModelPrice", "j
 
 
 def job_cost(
-    price: ModelPrice | None, estimated_usd: float | None, input_tokens: int, output_tokens: int
+    price: ModelPrice | None,
+    estimated_usd: float | None,
+    input_tokens: int,
+    output_tokens: int,
+    *,
+    cached_input_tokens: int = 0,
+    cache_write_input_tokens: int = 0,
 ) -> JobCost:
-    """The cost figures of a job from its reported usage so far."""
+    """The cost figures of a job from its reported usage so far (cache reads and writes at their rates)."""
+    cache = {"cached_input_tokens": cached_input_tokens, "cache_write_input_tokens": cache_write_input_tokens}
     if price is None:
-        return JobCost(estimated_usd, None, None, None, input_tokens, output_tokens)
-    actual = price.cost(input_tokens, output_tokens, batch=True)
-    realtime = price.cost(input_tokens, output_tokens, batch=False)
-    return JobCost(estimated_usd, actual, realtime, realtime - actual, input_tokens, output_tokens)
+        return JobCost(estimated_usd, None, None, None, input_tokens, output_tokens, **cache)
+    actual = price.cost(input_tokens, output_tokens, batch=True, **cache)
+    realtime = price.cost(input_tokens, output_tokens, batch=False, **cache)
+    uncached = price.cost(input_tokens, output_tokens, batch=True)
+    return JobCost(
+        estimated_usd,
+        actual,
+        realtime,
+        realtime - actual,
+        input_tokens,
+        output_tokens,
+        **cache,
+        cache_saved_usd=uncached - actual,
+    )

@@ -64,6 +64,7 @@ class BatchRecord:
     line_errors: list[LineError] = field(default_factory=list)
     collected: bool = False
     launch_started_at: float | None = None
+    cached_input_tokens: int = 0
 
     @property
     def tags(self) -> dict[str, str]:
@@ -80,3 +81,5 @@ class ResultCounts:
     retryable: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0

@@ -36,6 +36,8 @@ class ResultFinisher:
         # USD per token at the batch price, computed once: this runs for every result line.
         self._input_rate = price.input_per_million * price.batch_discount / 1e6 if price else 0.0
         self._output_rate = price.output_per_million * price.batch_discount / 1e6 if price else 0.0
+        self._cache_read_rate = self._input_rate * price.cache_read_multiplier if price else 0.0
+        self._cache_write_rate = self._input_rate * price.cache_write_multiplier if price else 0.0
         self.attempt = attempt
         self.provider_batch_id = provider_batch_id
         self._validator = (
@@ -49,8 +51,12 @@ class ResultFinisher:
         result.attempt = self.attempt
         result.provider_batch_id = self.provider_batch_id
         if self.price is not None and (result.input_tokens or result.output_tokens):
+            cached, written = result.cached_input_tokens, result.cache_write_input_tokens
             result.cost_usd = (
-                result.input_tokens * self._input_rate + result.output_tokens * self._output_rate
+                (result.input_tokens - cached - written) * self._input_rate
+                + cached * self._cache_read_rate
+                + written * self._cache_write_rate
+                + result.output_tokens * self._output_rate
             )
         if self._validator is not None and result.error is None:
             self._parse_structured(result)

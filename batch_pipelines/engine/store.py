@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from batch_pipelines.engine.answer_columns import add_missing_table_columns
 from batch_pipelines.engine.errors import JobNotFoundError
 from batch_pipelines.engine.models import BatchJob, BatchResult
 from batch_pipelines.engine.pricing import job_cost
@@ -517,6 +518,8 @@ class BatchStore:
             sa.func.coalesce(sa.func.sum(retry), 0),
             sa.func.coalesce(sa.func.sum(results.c.input_tokens), 0),
             sa.func.coalesce(sa.func.sum(results.c.output_tokens), 0),
+            sa.func.coalesce(sa.func.sum(results.c.cached_input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(results.c.cache_write_input_tokens), 0),
         ).where(results.c.job_id == job_id)
         with self._begin() as conn:
             row = conn.execute(query).one()
@@ -589,6 +592,9 @@ def build_view(record: JobRecord, batch_records: list[BatchRecord], counts: Resu
                 record.estimated_usd,
                 counts.input_tokens + sum(b.input_tokens for b in uncollected),
                 counts.output_tokens + sum(b.output_tokens for b in uncollected),
+                cached_input_tokens=counts.cached_input_tokens
+                + sum(b.cached_input_tokens for b in uncollected),
+                cache_write_input_tokens=counts.cache_write_input_tokens,
             ),
             expected_usd=record.expected_usd,
             forecast_basis=record.forecast_basis,
@@ -638,12 +644,9 @@ def _url_of(location: Path | str | None) -> str:
 
 
 def _add_missing_columns(conn: Connection) -> None:
-    """Columns added to the job table since a store file was created (create_all adds none)."""
-    present = {column["name"] for column in sa.inspect(conn).get_columns(jobs.name)}
-    for column in jobs.columns:
-        if column.name not in present and column.nullable:
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(sa.text(f'ALTER TABLE {jobs.name} ADD COLUMN "{column.name}" {kind}'))
+    """Columns added to the job, batch and result tables since a store file was created."""
+    for table in (jobs, batches, results):
+        add_missing_table_columns(conn, table)
 
 
 def _with_psycopg(url: str) -> str:

@@ -50,6 +50,9 @@ jobs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
     sa.Column("prepare_lease_until", sa.Float),
+    # Prompt-cache multipliers of the input price (added later: NULL in older stores means 1.0).
+    sa.Column("price_cache_read", sa.Float),
+    sa.Column("price_cache_write", sa.Float),
 )
 
 batches = sa.Table(
@@ -76,6 +79,7 @@ batches = sa.Table(
     sa.Column("collected", sa.Boolean, nullable=False),
     sa.Column("recorded_at", sa.Float, nullable=False),
     sa.Column("launch_started_at", sa.Float),
+    sa.Column("cached_input_tokens", sa.BigInteger),  # of input_tokens, as the provider reports it
 )
 
 requests = sa.Table(
@@ -159,6 +163,8 @@ def job_row(job: JobRecord) -> dict[str, Any]:
         "price_input": price.input_per_million if price else None,
         "price_output": price.output_per_million if price else None,
         "price_discount": price.batch_discount if price else None,
+        "price_cache_read": price.cache_read_multiplier if price else None,
+        "price_cache_write": price.cache_write_multiplier if price else None,
         "metadata": json.dumps(job.metadata),
         "response_schema": json.dumps(job.response_schema) if job.response_schema is not None else None,
         "created_at": job.created_at,
@@ -169,7 +175,13 @@ def job_row(job: JobRecord) -> dict[str, Any]:
 
 def job_from_row(row: Any) -> JobRecord:
     price = (
-        ModelPrice(row["price_input"], row["price_output"], row["price_discount"])
+        ModelPrice(
+            row["price_input"],
+            row["price_output"],
+            row["price_discount"],
+            cache_read_multiplier=row["price_cache_read"] or 1.0,
+            cache_write_multiplier=row["price_cache_write"] or 1.0,
+        )
         if row["price_input"] is not None
         else None
     )
@@ -220,6 +232,7 @@ def batch_row(record: BatchRecord) -> dict[str, Any]:
         "collected": record.collected,
         "recorded_at": record.recorded_at,
         "launch_started_at": record.launch_started_at,
+        "cached_input_tokens": record.cached_input_tokens,
     }
 
 
@@ -246,6 +259,7 @@ def batch_from_row(row: Any) -> BatchRecord:
         line_errors=[LineError(*e) for e in json.loads(row["line_errors"] or "[]")],
         collected=bool(row["collected"]),
         launch_started_at=row["launch_started_at"],
+        cached_input_tokens=row["cached_input_tokens"] or 0,
     )
 
 

@@ -262,7 +262,11 @@ class PipelineSpec(_SpecModel):
         default="chat",
         description="`chat` (one completion per row) or `embedding` (the rendered `user` template).",
     )
-    params: dict[str, Any] = Field(default_factory=dict, description="Passed to the model, e.g. max_tokens.")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed to the model, e.g. max_tokens; renamed or refused per model family, see "
+        "[Model parameters by family](#model-parameters-by-family).",
+    )
     mode: str = Field(
         default="batch",
         description="`batch` (provider batch API, collected by the completion sensor), `realtime` (the "

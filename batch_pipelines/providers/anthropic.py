@@ -23,6 +23,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
+API_VERSION_ENV = "BATCH_PIPELINES_ANTHROPIC_VERSION"
 # 100,000 requests or 256 MB per batch; the margin leaves room for the JSON wrapper around the lines.
 DEFAULT_LIMITS = BatchLimits(max_requests=100_000, max_bytes=256_000_000 - 1_000_000)
 DEFAULT_MAX_TOKENS = 1024
@@ -36,6 +37,8 @@ class AnthropicProvider:
 
     ``base_url`` is the API root without ``/v1``; ``api_key`` defaults to ``ANTHROPIC_API_KEY``. Request ids
     must match ``^[a-zA-Z0-9_-]{1,64}$``; ``max_tokens`` defaults to ``default_max_tokens``.
+    ``api_version`` is the ``anthropic-version`` header (default: ``BATCH_PIPELINES_ANTHROPIC_VERSION``,
+    else 2023-06-01).
     """
 
     name = "anthropic"
@@ -51,6 +54,7 @@ class AnthropicProvider:
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         max_attempts: int = 6,
         timeout_s: float = 60.0,
+        api_version: str | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
         if not key:
@@ -64,7 +68,11 @@ class AnthropicProvider:
         self._http = ProviderHTTP(
             self.name,
             root,
-            {"x-api-key": key, "anthropic-version": API_VERSION, "content-type": "application/json"},
+            {
+                "x-api-key": key,
+                "anthropic-version": api_version_from(api_version),
+                "content-type": "application/json",
+            },
             max_attempts=max_attempts,
             timeout_s=timeout_s,
         )
@@ -92,8 +100,12 @@ class AnthropicProvider:
         self, path: Path, *, kind: RequestKind, tags: dict[str, str]
     ) -> ProviderBatchState:
         # Anthropic batches carry no metadata: the tags are only used by find_batch's caller.
+        # The length is known before sending (as the SDK sends it): a streamed body without one would go
+        # out chunked, which not every proxy in front of the API accepts.
+        length = _requests_body_length(path)
+
         def body() -> dict[str, Any]:
-            return {"content": _requests_body(path)}
+            return {"content": _requests_body(path), "headers": {"content-length": str(length)}}
 
         return _state(
             await self._http.request_json("POST", "/v1/messages/batches", build=body, idempotent=False)
@@ -136,8 +148,21 @@ class AnthropicProvider:
         return _state(await self._http.request_json("POST", f"/v1/messages/batches/{batch_id}/cancel"))
 
     async def iter_result_lines(self, batch_id: str) -> AsyncIterator[bytes]:
+        """The lines at the batch's ``results_url`` (where the API says they are; null until it ends)."""
         try:
-            async for line in self._http.stream_lines(f"/v1/messages/batches/{batch_id}/results"):
+            batch = await self._http.request_json("GET", f"/v1/messages/batches/{batch_id}")
+        except ProviderError as error:
+            raise _not_found_as(error) from None
+        results_url = batch.get("results_url")
+        if not results_url:
+            raise ProviderError(
+                f"message batch {batch_id} has no results_url yet (processing_status "
+                f"{batch.get('processing_status')!r}); results exist once it has ended",
+                provider=self.name,
+                error_type="not_found",
+            )
+        try:
+            async for line in self._http.stream_lines(str(results_url)):
                 yield line
         except ProviderError as error:
             raise _not_found_as(error) from None
@@ -192,17 +217,28 @@ def message_params(model: str, request: BatchRequest, default_max_tokens: int) -
     return params
 
 
+def api_version_from(configured: str | None) -> str:
+    return configured or os.environ.get(API_VERSION_ENV) or API_VERSION
+
+
 def result_from_message(custom_id: str, message: dict[str, Any]) -> BatchResult:
-    """A Message object (its text blocks joined, its usage) as a successful BatchResult."""
+    """A Message object (its text blocks joined, its usage) as a successful BatchResult.
+
+    Anthropic's ``input_tokens`` leaves out the prompt tokens read from or written to the cache; the
+    result's ``input_tokens`` counts them all, as OpenAI's ``prompt_tokens`` does."""
     usage = message.get("usage") or {}
     text = "".join(
         block.get("text", "") for block in message.get("content") or () if block.get("type") == "text"
     )
+    read = int(usage.get("cache_read_input_tokens") or 0)
+    written = int(usage.get("cache_creation_input_tokens") or 0)
     return BatchResult(
         custom_id,
         response=text,
-        input_tokens=int(usage.get("input_tokens") or 0),
+        input_tokens=int(usage.get("input_tokens") or 0) + read + written,
         output_tokens=int(usage.get("output_tokens") or 0),
+        cached_input_tokens=read,
+        cache_write_input_tokens=written,
     )
 
 
@@ -225,6 +261,18 @@ def _not_found_as(error: ProviderError) -> ProviderError:
     if error.status_code == 404 and error.error_type == "not_found":
         return BatchNotFoundError.from_error(error)
     return error
+
+
+def _requests_body_length(path: Path) -> int:
+    """The byte length of what :func:`_requests_body` yields for ``path``."""
+    lines = total = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            stripped = len(line.rstrip(b"\n"))
+            if stripped:
+                lines += 1
+                total += stripped
+    return len(b'{"requests":[') + total + max(lines - 1, 0) + len(b"]}")
 
 
 def _timestamp(value: Any) -> float:

@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 
 from batch_pipelines.providers.anthropic import (
-    API_VERSION,
     DEFAULT_BASE_URL,
     DEFAULT_MAX_TOKENS,
+    api_version_from,
     message_params,
     result_from_message,
 )
@@ -40,7 +40,7 @@ class AnthropicRealtimeProvider:
     ``base_url`` is the API root without ``/v1``; ``api_key`` defaults to ``ANTHROPIC_API_KEY``. A
     ``response_schema`` is sent as structured output (``output_config.format``, as batches do).
     ``limit_tokens`` counts the input tokens plus the larger of ``max_tokens`` and the tokens produced,
-    as the limiter admitted it.
+    as the limiter admitted it. ``api_version``: the ``anthropic-version`` header, as AnthropicProvider.
     """
 
     name = "anthropic"
@@ -56,6 +56,7 @@ class AnthropicRealtimeProvider:
         max_connections: int = 100,
         transport: TransportKind = "aiohttp",
         timeout_s: float = 120.0,
+        api_version: str | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
         if not key:
@@ -66,7 +67,7 @@ class AnthropicRealtimeProvider:
         self._http = RealtimeHTTP(
             self.name,
             (base_url or DEFAULT_BASE_URL).rstrip("/").removesuffix("/v1"),
-            {"x-api-key": key, "anthropic-version": API_VERSION},
+            {"x-api-key": key, "anthropic-version": api_version_from(api_version)},
             max_connections=max_connections,
             timeout_s=timeout_s,
             transport=transport,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -33,6 +34,12 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 # Answers that say the server did nothing, so even a non-idempotent call may be sent again.
 NOT_ACTED_ON_STATUS = frozenset({408, 429, 529})
 MAX_SERVER_WAIT_S = 60.0
+# A 429 that waiting never fixes: a request larger than the limit, or an account out of quota or credit.
+PERMANENT_DESPITE_STATUS = frozenset({"request_too_large", "billing"})
+BILLING_ADVICE = (
+    "Retrying will not help: add credit or raise the usage limit of the account this API key belongs to "
+    "(OpenAI: Settings > Billing / Limits; Anthropic: Console > Plans & Billing), then run again."
+)
 
 
 class RetryAfterOrBackoff(wait_base):
@@ -52,21 +59,33 @@ class RetryAfterOrBackoff(wait_base):
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The delay the server asked for, from ``retry-after-ms`` or ``retry-after`` (seconds or a date)."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return float(millis) / 1000
-        except ValueError:
-            pass
+    """The delay the server asked for, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP
+    date); None when neither is there or readable (a malformed value means the usual backoff)."""
+    millis = _finite_seconds(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
     value = headers.get("retry-after")
     if not value:
         return None
+    seconds = _finite_seconds(value)
+    if seconds is not None:
+        return seconds
     try:
-        return float(value)
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(parsed.timestamp() - time.time(), 0.0)
+
+
+def _finite_seconds(text: str | None) -> float | None:
+    """A non-negative finite number of seconds, or None ('nan', 'inf', '-3', 'soon' and '' included)."""
+    if not text:
+        return None
+    try:
+        value = float(text)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(parsed.timestamp() - time.time(), 0.0)
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def error_from_response(provider: str, response: httpx.Response, body: bytes) -> ProviderError:
@@ -85,13 +104,15 @@ def error_from_answer(
         message = f"{where} answered {status_code}"
     error_type, retryable = classify(code, message, status_code)
     retryable = status_code in RETRYABLE_STATUS or status_code >= 500
-    if error_type == "request_too_large":
-        retryable = False
     should_retry = headers.get("x-should-retry")
     if should_retry == "true":
         retryable = True
     elif should_retry == "false":
         retryable = False
+    if error_type in PERMANENT_DESPITE_STATUS:
+        retryable = False
+    if error_type == "billing":
+        message = f"{message} {BILLING_ADVICE}"
     error = ProviderError(
         message,
         provider=provider,

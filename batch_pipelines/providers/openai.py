@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from batch_pipelines.providers.http import ProviderHTTP
+from batch_pipelines.providers.openai_params import conform_chat_body
 from batch_pipelines.wire.errors import BatchNotFoundError, ProviderError, classify, is_known_code
 from batch_pipelines.wire.limits import BatchLimits
 from batch_pipelines.wire.pricing import ModelPrice, price_for
@@ -205,7 +206,8 @@ def _error_fields(error: Any) -> dict[str, Any] | None:
 
 
 def request_body(model: str, request: BatchRequest, response_schema: dict[str, Any] | None) -> dict[str, Any]:
-    """The JSON body of one chat or embeddings call (a batch line's ``body``, or a realtime request)."""
+    """The JSON body of one chat or embeddings call (a batch line's ``body``, or a realtime request), with
+    the parameters ``model``'s family takes (see :mod:`batch_pipelines.providers.openai_params`)."""
     body: dict[str, Any]
     if request.kind == "embedding":
         body = {"model": model, "input": request.input}
@@ -225,7 +227,7 @@ def request_body(model: str, request: BatchRequest, response_schema: dict[str, A
             }
     if request.params:
         body.update(request.params)
-    return body
+    return body if request.kind == "embedding" else conform_chat_body(model, body, request.id)
 
 
 def result_from_body(custom_id: str, body: dict[str, Any]) -> BatchResult:
@@ -233,12 +235,16 @@ def result_from_body(custom_id: str, body: dict[str, Any]) -> BatchResult:
     usage = body.get("usage") or _EMPTY
     input_tokens = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
     output_tokens = usage.get("completion_tokens") or usage.get("output_tokens") or 0
+    details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or _EMPTY
+    cached = details.get("cached_tokens") or 0
     choices = body.get("choices")
     if choices:
         message = choices[0].get("message") or _EMPTY
         content = message.get("content")
         if content is not None:  # the common case, built positionally: this runs once per result line
-            return BatchResult(custom_id, content, None, None, False, input_tokens, output_tokens)
+            return BatchResult(
+                custom_id, content, None, None, False, input_tokens, output_tokens, cached_input_tokens=cached
+            )
         if message.get("refusal"):
             return BatchResult(
                 custom_id,
@@ -246,9 +252,14 @@ def result_from_body(custom_id: str, body: dict[str, Any]) -> BatchResult:
                 error_type="content_policy",
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
+                cached_input_tokens=cached,
             )
         return BatchResult(
-            custom_id, response=content or "", input_tokens=input_tokens, output_tokens=output_tokens
+            custom_id,
+            response=content or "",
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_input_tokens=cached,
         )
     data = body.get("data") or [{}]
     embedding = data[0].get("embedding")
@@ -283,4 +294,5 @@ def _state(batch: dict[str, Any]) -> ProviderBatchState:
         error_message=first.get("message"),
         line_errors=line_errors,
         metadata=dict(batch.get("metadata") or {}),
+        cached_input_tokens=int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0),
     )

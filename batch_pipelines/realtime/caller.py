@@ -149,7 +149,13 @@ class RealtimeCaller:
         result.attempt = attempt
         price = self.provider.price
         if price is not None and (result.input_tokens or result.output_tokens):
-            result.cost_usd = price.cost(result.input_tokens, result.output_tokens, batch=False)
+            result.cost_usd = price.cost(
+                result.input_tokens,
+                result.output_tokens,
+                batch=False,
+                cached_input_tokens=result.cached_input_tokens,
+                cache_write_input_tokens=result.cache_write_input_tokens,
+            )
         self.counters.input_tokens += result.input_tokens
         self.counters.output_tokens += result.output_tokens
         self.counters.cost_usd += result.cost_usd or 0.0

@@ -7,7 +7,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from batch_pipelines.engine.answer_columns import answer_columns, answer_values, result_from_answer
+from batch_pipelines.engine.answer_columns import (
+    add_missing_table_columns,
+    answer_columns,
+    answer_values,
+    result_from_answer,
+)
 from batch_pipelines.engine.models import BatchResult
 
 PENDING = "pending"
@@ -83,8 +88,4 @@ def result_from_row(row: Any) -> BatchResult:
 def add_missing_columns(conn: Connection) -> None:
     """Nullable columns added to the results table since a queue file (or ledger) was created:
     create_all adds tables, not columns."""
-    present = {column["name"] for column in sa.inspect(conn).get_columns(results.name)}
-    for column in results.columns:
-        if column.name not in present and column.nullable:
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(sa.text(f'ALTER TABLE {results.name} ADD COLUMN "{column.name}" {kind}'))
+    add_missing_table_columns(conn, results)

@@ -21,6 +21,9 @@ RESULTS_SCHEMA: dict[str, pl.DataType] = {
     "request_hash": pl.String(),
     "spec_version": pl.String(),
     "path": pl.String(),  # which path answered the row: one of RESULT_PATHS
+    # Of input_tokens: read from the provider's prompt cache, and written to it (Anthropic cache writes).
+    "cached_input_tokens": pl.Int64(),
+    "cache_write_input_tokens": pl.Int64(),
 }
 
 # `batch`: a provider batch job; `realtime`: a synchronous call of its own; `packed`: a share of a call

@@ -44,6 +44,7 @@ class ProviderBatchState:
     error_message: str | None = None
     line_errors: list[LineError] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    cached_input_tokens: int = 0  # of input_tokens, read from the prompt cache (OpenAI's batch usage)
 
 
 class BatchProvider(Protocol):

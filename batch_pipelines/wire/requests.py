@@ -101,6 +101,10 @@ class BatchResult:
     JSON held). ``path`` is how the
     realtime path answered it (``"realtime"``: a call of its own, ``"packed"``: a share of a packed call);
     None for a batch job's results.
+
+    ``input_tokens`` counts every prompt token, cached or not; ``cached_input_tokens`` of them were read
+    from the provider's prompt cache and ``cache_write_input_tokens`` written to it (Anthropic's
+    ``cache_creation_input_tokens``), each priced at its own rate.
     """
 
     id: str
@@ -116,6 +120,8 @@ class BatchResult:
     attempt: int = 1
     provider_batch_id: str | None = None
     path: str | None = None
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
 
     @property
     def ok(self) -> bool:

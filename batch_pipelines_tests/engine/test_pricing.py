@@ -22,3 +22,18 @@ def test_job_cost_reports_savings() -> None:
     assert cost.saved_usd == pytest.approx(0.9)
     assert cost.estimated_usd == 0.5
     assert job_cost(None, None, 10, 10).actual_usd is None
+
+
+@pytest.mark.parametrize(
+    ("bedrock_id", "family"),
+    [
+        ("anthropic.claude-3-haiku-20240307-v1:0", "claude-3-haiku-20240307"),
+        ("anthropic.claude-3-5-haiku-20241022-v1:0", "claude-3-5-haiku"),
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+        ("eu.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
+        ("global.anthropic.claude-opus-4-1-20250805-v1:0", "claude-opus-4-1"),
+    ],
+)
+def test_bedrock_model_ids_are_priced_as_their_family(bedrock_id: str, family: str) -> None:
+    assert price_for(bedrock_id) is not None and price_for(bedrock_id) == price_for(family)
+    assert price_for("anthropic.claude-unknown-v1:0") is None

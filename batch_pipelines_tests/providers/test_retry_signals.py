@@ -47,3 +47,38 @@ def test_retry_after_as_http_date() -> None:
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     waited = retry_after_seconds(httpx.Headers({"retry-after": when}))
     assert waited is not None and 25 < waited <= 30
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"retry-after": "soon"},
+        {"retry-after": "Fri, 99 Foo 2026 25:61:00 GMT"},
+        {"retry-after": "nan"},
+        {"retry-after": "inf"},
+        {"retry-after": "-5"},
+        {"retry-after-ms": "lots", "retry-after": "Mon,"},
+        {"retry-after": "\x00"},
+    ],
+)
+def test_a_malformed_retry_after_means_the_usual_backoff(headers: dict[str, str]) -> None:
+    assert retry_after_seconds(headers) is None
+    error = error_from_response("anthropic", _response(429, headers), b"")
+    assert error.retryable and error.retry_after_s is None  # type: ignore[attr-defined]
+
+
+def test_a_429_for_quota_is_permanent_even_when_the_server_says_retry() -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "message": "You exceeded your current quota",
+                "type": "insufficient_quota",
+                "code": "insufficient_quota",
+            }
+        }
+    ).encode()
+    error = error_from_response(
+        "openai", _response(429, {"x-should-retry": "true", "retry-after": "1"}), body
+    )
+    assert (error.error_type, error.retryable) == ("billing", False)
+    assert "add credit" in str(error)

@@ -190,3 +190,75 @@ async def test_a_job_bedrock_no_longer_knows_is_lost_and_its_records_resubmitted
     assert [r.id for r in answered] == [r.id for r in requests]
     assert all(r.ok and r.attempt == 2 for r in answered)
     assert bedrock_emulator.stats()["requests_by_endpoint"]["bedrock.create"] == 1  # since the restart
+
+
+HANDBOOK = " ".join(f"Clause {n}: a contract term about topic {n}, renewal {n % 9}." for n in range(110))
+
+
+async def test_region_prefixed_model_ids_are_priced_and_cache_tokens_kept(
+    bedrock_emulator: EmulatorProcess, bucket: str
+) -> None:
+    """`us.anthropic.claude-3-5-haiku-…-v1:0` is priced as claude-3-5-haiku (0.80 / 4.00 USD per 1M,
+    cache reads 0.1x, writes 1.25x, batch half); a cache_control system prompt is written once, then read."""
+    provider = BedrockProvider(
+        f"us.{MODEL}", role_arn=ROLE, s3_uri=f"s3://{bucket}/batches", base_url=bedrock_emulator.url
+    )
+    assert provider.price is not None
+    system = [{"type": "text", "text": HANDBOOK, "cache_control": {"type": "ephemeral"}}]
+    requests = [
+        BatchRequest(
+            id=f"c{i:03d}", messages=[{"role": "user", "content": f"Contract {i}"}], params={"system": system}
+        )
+        for i in range(100)
+    ]
+    manager = BatchManager(provider)
+    job = await manager.submit(requests, job_id="contracts.cached")
+    assert (await _wait_until_ended(manager, job.id)).status is BatchStatus.COMPLETED
+    results = await manager.get_results(job.id)
+    assert all(r.ok for r in results)
+    assert sum(1 for r in results if r.cache_write_input_tokens) == 1
+    assert sum(1 for r in results if r.cached_input_tokens) == 99
+    by_hand = (
+        0.5
+        / 1e6
+        * sum(
+            (r.input_tokens - r.cached_input_tokens - r.cache_write_input_tokens) * 0.80
+            + r.cached_input_tokens * 0.08
+            + r.cache_write_input_tokens * 1.00
+            + r.output_tokens * 4.00
+            for r in results
+        )
+    )
+    cost = (await manager.get_job(job.id)).cost
+    assert cost.actual_usd == pytest.approx(by_hand, rel=0.01)
+    assert cost.cache_saved_usd is not None and cost.cache_saved_usd > 0
+
+
+async def test_a_job_that_never_started_in_time_is_expired(
+    bedrock_emulator: EmulatorProcess, bucket: str
+) -> None:
+    bedrock_emulator.queue_scenario("expire_all", provider="bedrock")
+    manager = BatchManager(_provider(bedrock_emulator, bucket))
+    job = await manager.submit(_requests(100), job_id="contracts.expired")
+    ended = await _wait_until_ended(manager, job.id)
+    assert ended.detail == "expired"
+    results = await manager.get_results(job.id)
+    assert len(results) == 100 and all(not r.ok and r.retryable for r in results)
+
+
+async def test_a_job_that_ran_out_of_time_is_partially_completed(
+    bedrock_emulator: EmulatorProcess, bucket: str
+) -> None:
+    """botocore: PartiallyCompleted means not every record could be processed in time; the processed
+    ones are kept and the rest can be sent again."""
+    bedrock_emulator.queue_scenario("expire_half", provider="bedrock")
+    provider = _provider(bedrock_emulator, bucket)
+    manager = BatchManager(provider)
+    job = await manager.submit(_requests(120), job_id="contracts.partial")
+    ended = await _wait_until_ended(manager, job.id)
+    [job_arn] = ended.provider_batch_ids
+    assert (await provider.get_batch(job_arn)).raw_status == "PartiallyCompleted"
+    assert ended.status is BatchStatus.COMPLETED and ended.detail == "partially_completed"
+    results = await manager.get_results(job.id)
+    assert sum(r.ok for r in results) == 60
+    assert all(r.retryable for r in results if not r.ok)
