@@ -16,25 +16,17 @@ from typing import Any
 
 import yaml
 
-BATCH_FAULTS = (
+# Faults answered with an error, in a batch line or a realtime call alike.
+ERROR_FAULTS = (
     "invalid_request",
     "server_error",
     "unavailable",
     "overloaded",
     "rate_limited",
-    "no_response",
     "insufficient_quota",
 )
-REALTIME_FAULTS = (
-    "invalid_request",
-    "server_error",
-    "unavailable",
-    "overloaded",
-    "rate_limited",
-    "drop_connection",
-    "slow",
-    "insufficient_quota",
-)
+BATCH_FAULTS = (*ERROR_FAULTS, "no_response")
+REALTIME_FAULTS = (*ERROR_FAULTS, "drop_connection", "slow")
 
 
 class ConfigError(ValueError):

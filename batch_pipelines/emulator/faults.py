@@ -11,22 +11,13 @@ import random
 import re
 from collections import Counter
 
+from batch_pipelines.emulator.config import BATCH_FAULTS, REALTIME_FAULTS
 from batch_pipelines.emulator.errors import ApiError
 
 MARKER_PREFIX = "[[emulator:"
 _MARKER = re.compile(r"\[\[emulator:([a-z_]+)(?::(\d+))?\]\]")
 
-MARKERS = (
-    "invalid_request",
-    "server_error",
-    "unavailable",
-    "overloaded",
-    "rate_limited",
-    "no_response",
-    "drop_connection",
-    "slow",
-    "insufficient_quota",
-)
+MARKERS = tuple(dict.fromkeys((*BATCH_FAULTS, *REALTIME_FAULTS)))
 
 
 def _uniform(*parts: object) -> float:

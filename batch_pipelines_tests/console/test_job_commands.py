@@ -39,7 +39,7 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     return json.loads(out)
 
 
-def openai_lines(count: int) -> str:
+def openai_lines(count: int, model: str = "gpt-4o-mini", **body: object) -> str:
     return "".join(
         json.dumps(
             {
@@ -47,9 +47,10 @@ def openai_lines(count: int) -> str:
                 "method": "POST",
                 "url": "/v1/chat/completions",
                 "body": {
-                    "model": "gpt-4o-mini",
+                    "model": model,
                     "messages": [{"role": "user", "content": f"Say something about {i}"}],
                     "max_tokens": 20,
+                    **body,
                 },
             }
         )
