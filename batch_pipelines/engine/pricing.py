@@ -24,11 +24,24 @@ def job_cost(
     cache_write_input_tokens: int = 0,
 ) -> JobCost:
     """The cost figures of a job from its reported usage so far (cache reads and writes at their rates)."""
-    cache = {"cached_input_tokens": cached_input_tokens, "cache_write_input_tokens": cache_write_input_tokens}
+    cached, written = cached_input_tokens, cache_write_input_tokens
     if price is None:
-        return JobCost(estimated_usd, None, None, None, input_tokens, output_tokens, **cache)
-    actual = price.cost(input_tokens, output_tokens, batch=True, **cache)
-    realtime = price.cost(input_tokens, output_tokens, batch=False, **cache)
+        return JobCost(
+            estimated_usd,
+            None,
+            None,
+            None,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens=cached,
+            cache_write_input_tokens=written,
+        )
+    actual = price.cost(
+        input_tokens, output_tokens, batch=True, cached_input_tokens=cached, cache_write_input_tokens=written
+    )
+    realtime = price.cost(
+        input_tokens, output_tokens, batch=False, cached_input_tokens=cached, cache_write_input_tokens=written
+    )
     uncached = price.cost(input_tokens, output_tokens, batch=True)
     return JobCost(
         estimated_usd,
@@ -37,6 +50,7 @@ def job_cost(
         realtime - actual,
         input_tokens,
         output_tokens,
-        **cache,
+        cached_input_tokens=cached,
+        cache_write_input_tokens=written,
         cache_saved_usd=uncached - actual,
     )
