@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,6 +173,7 @@ async def test_a_killed_worker_is_replaced_and_resumes_without_embedding_twice(
     assert [r.id for r in results] == [r.id for r in requests] and all(r.ok for r in results)
     parts = sorted((provider.root / batch_id).glob("output-*.parquet"))
     assert len(parts) > 1  # the first worker had written some before it was killed
+    assert {stat.S_IMODE(part.stat().st_mode) for part in parts} == {0o600}
     custom_ids = pl.read_parquet(parts, columns=["custom_id"])["custom_id"].to_list()
     assert sorted(custom_ids) == sorted(r.id for r in requests)  # each item embedded once
     assert int((provider.root / "worker.lock").read_text()) != worker_pid

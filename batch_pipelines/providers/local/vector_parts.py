@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batch_pipelines.workdir import PRIVATE_FILE
+
 PART_GLOB = "output-*.parquet"
 ID_COLUMN = "custom_id"
 EMBEDDING_COLUMN = "embedding"
@@ -128,5 +130,6 @@ class PartWriter:
             write_statistics=False,
             column_encoding={EMBEDDING_COLUMN: "PLAIN", TOKENS_COLUMN: "PLAIN"},
         )
+        os.chmod(temporary, PRIVATE_FILE)  # vectors of the inputs: as private as the results
         os.replace(temporary, final)
         return len(table), int(tokens.sum())
