@@ -352,9 +352,7 @@ class BatchManager:
         elif finished_at is None:
             finished_at = time.time()
         if (record.status, record.detail, record.finished_at) != (view.status, view.detail, finished_at):
-            await self.store.update_job(
-                job_id, status=view.status.value, detail=view.detail, open=open_, finished_at=finished_at
-            )
+            await self.store.record_status(view, open_=open_, finished_at=finished_at)
         return view
 
 

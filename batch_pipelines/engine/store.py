@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -25,6 +26,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 
 from batch_pipelines.engine.answer_columns import add_missing_table_columns
 from batch_pipelines.engine.errors import JobNotFoundError
+from batch_pipelines.engine.job_locks import AdvisoryLock, FileLock, JobLock, ProcessLock, held, lock_name
 from batch_pipelines.engine.models import BatchJob, BatchResult
 from batch_pipelines.engine.pricing import job_cost
 from batch_pipelines.engine.records import LAUNCHING, BatchRecord, JobRecord, ResultCounts
@@ -60,6 +62,7 @@ T = TypeVar("T")
 RequestRow = tuple[str, int, int, int, int, str]  # (request_id, seq, attempt, chunk, line, payload json)
 PAGE = 2000
 SCHEMA_LOCK_KEY = 0x42505F5354  # a PostgreSQL advisory lock id for creating the tables ("BP_ST")
+JOB_LOCK_WAIT_S = 1800.0  # how long to wait for another holder of a job lock (alive: a dead one's is gone)
 
 
 class BatchStore:
@@ -127,6 +130,47 @@ class BatchStore:
         if self._engine is None:
             raise RuntimeError("BatchStore used before 'await store.initialize()'")
         return self._engine.begin()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """A transaction whose reads all see one state of the store. PostgreSQL gives one under REPEATABLE
+        READ (not under its default, READ COMMITTED); SQLite's WAL gives one to a transaction, but Python's
+        sqlite3 starts none before a write, so it is begun here."""
+        if self._engine is None:
+            raise RuntimeError("BatchStore used before 'await store.initialize()'")
+        with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN")
+                yield conn
+
+    def _within(self, conn: Connection | None) -> Any:
+        """``conn``'s transaction when given, else a transaction of its own."""
+        return self._begin() if conn is None else nullcontext(conn)
+
+    # -- locks -----------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def job_lock(
+        self, job_id: str, purpose: str, wait_s: float = JOB_LOCK_WAIT_S
+    ) -> AsyncIterator[None]:
+        """Hold the job's lock for ``purpose`` (e.g. "collect") for the body: of several processes asking at
+        once one holds it and the others wait their turn, up to ``wait_s`` (then JobLockTimeoutError).
+        A holder that dies releases it (see engine.job_locks)."""
+        await self.initialize()
+        async with held(self._job_lock(lock_name(job_id, purpose)), wait_s, f"job {job_id!r} ({purpose})"):
+            yield
+
+    def _job_lock(self, name: str) -> JobLock:
+        assert self._engine is not None
+        if self._memory:
+            return ProcessLock(f"{id(self)}:{name}")
+        if self._engine.dialect.name == "postgresql":
+            return AdvisoryLock(self._engine, name)
+        database = Path(str(self._engine.url.database))
+        return FileLock(database.with_name(f"{database.name}-locks"), name)
 
     # -- jobs ------------------------------------------------------------------------------------------
 
@@ -200,6 +244,17 @@ class BatchStore:
     async def update_job(self, job_id: str, **values: Any) -> None:
         await self._run(self._update, jobs, [jobs.c.id == job_id], values)
 
+    async def record_status(self, view: BatchJob, *, open_: bool, finished_at: float | None) -> None:
+        """Store a job's derived status, unless a later attempt started since ``view`` was read: that
+        stale view (say, ended) must not close the job the new attempt reopened."""
+        values = {
+            "status": view.status.value,
+            "detail": view.detail,
+            "open": open_,
+            "finished_at": finished_at,
+        }
+        await self._run(self._update, jobs, [jobs.c.id == view.id, jobs.c.attempt == view.attempt], values)
+
     async def discard_job(self, job_id: str) -> None:
         """Forget a job and everything recorded under it."""
         await self._run(self._discard_job, job_id)
@@ -218,10 +273,15 @@ class BatchStore:
         return job
 
     def _load_view(self, job_id: str) -> BatchJob | None:
-        record = self._get_job_record(job_id)
-        if record is None:
-            return None
-        return build_view(record, self._batches(job_id), self._result_counts(job_id))
+        # One snapshot: read in separate transactions, a job row from before a new attempt started could
+        # meet that attempt's open batches and read as the old attempt still running.
+        with self._snapshot() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            if row is None:
+                return None
+            batch_records = self._batches(job_id, conn)
+            counts = self._result_counts(job_id, conn)
+        return build_view(job_from_row(row), batch_records, counts)
 
     async def list_jobs(
         self, *, open_only: bool = False, after: str | None = None, limit: int = 100
@@ -279,12 +339,12 @@ class BatchStore:
     async def get_batches(self, job_id: str) -> list[BatchRecord]:
         return await self._run(self._batches, job_id)
 
-    def _batches(self, job_id: str) -> list[BatchRecord]:
+    def _batches(self, job_id: str, conn: Connection | None = None) -> list[BatchRecord]:
         query = (
             sa.select(batches).where(batches.c.job_id == job_id).order_by(batches.c.attempt, batches.c.chunk)
         )
-        with self._begin() as conn:
-            return [batch_from_row(row) for row in conn.execute(query).mappings()]
+        with self._within(conn) as reading:
+            return [batch_from_row(row) for row in reading.execute(query).mappings()]
 
     async def save_batch(self, record: BatchRecord) -> None:
         row = batch_row(record)
@@ -508,7 +568,7 @@ class BatchStore:
     async def result_counts(self, job_id: str) -> ResultCounts:
         return await self._run(self._result_counts, job_id)
 
-    def _result_counts(self, job_id: str) -> ResultCounts:
+    def _result_counts(self, job_id: str, conn: Connection | None = None) -> ResultCounts:
         ok = sa.case((results.c.error.is_(None), 1), else_=0)
         bad = sa.case((results.c.error.is_not(None), 1), else_=0)
         retry = sa.case((results.c.retryable.is_(True), 1), else_=0)
@@ -521,8 +581,8 @@ class BatchStore:
             sa.func.coalesce(sa.func.sum(results.c.cached_input_tokens), 0),
             sa.func.coalesce(sa.func.sum(results.c.cache_write_input_tokens), 0),
         ).where(results.c.job_id == job_id)
-        with self._begin() as conn:
-            row = conn.execute(query).one()
+        with self._within(conn) as reading:
+            row = reading.execute(query).one()
         return ResultCounts(*(int(v) for v in row))
 
     # -- realtime spend --------------------------------------------------------------------------------
