@@ -38,6 +38,7 @@ from batch_pipelines.storage.tables import (
 # the model (or to an OpenAI `dimensions` parameter), so every row's list has the model's length.
 EMBEDDING_COLUMN = "embedding"
 EMBEDDING_TYPE = pl.List(pl.Float32())
+COLLECT_LOCK = "collect"  # the job lock a results run holds from reading the job to its resubmission
 
 
 class JobStillRunningError(RuntimeError):
@@ -84,9 +85,24 @@ async def collect_partition(
     job_id: str,
     attempt: int | None = None,
 ) -> CollectionOutcome:
-    """Collect the job into the partition's files. `attempt` is the one this run was requested for: a
-    job already past it was collected by another run (two runs racing), and this one only reports the
-    files as they are instead of failing."""
+    """Collect the job into the partition's files. Runs collecting one job take turns under the job's
+    collect lock, held from reading the job to resubmitting its transient failures, so the second starts
+    from what the first left, never from a state the first is still changing. `attempt` is the one this
+    run was requested for: when the job is already past it, another run collected it and resubmitted, and
+    this one reports the files as they are instead of failing; when the job is still at it, it is
+    collected again from the store (no provider call), which rewrites the same rows."""
+    async with manager.store.job_lock(job_id, COLLECT_LOCK):
+        return await _collect_holding_lock(manager, spec, layout, partition_key, job_id, attempt)
+
+
+async def _collect_holding_lock(
+    manager: BatchManager,
+    spec: PipelineSpec,
+    layout: StorageLayout,
+    partition_key: str,
+    job_id: str,
+    attempt: int | None,
+) -> CollectionOutcome:
     job: BatchJob = await manager.get_job(job_id)
     if not job.status.is_terminal:
         if attempt is not None and job.attempt > attempt:

@@ -84,12 +84,18 @@ def write_tickets(
 
 
 def make_driver(
-    spec: PipelineSpec, base_url: str, workdir: Path, instance: dg.DagsterInstance, api_key: str = "sk-test"
+    spec: PipelineSpec,
+    base_url: str,
+    workdir: Path,
+    instance: dg.DagsterInstance,
+    api_key: str = "sk-test",
+    store_url: str | None = None,
 ) -> PipelineDriver:
     engine = BatchEngineResource(
         api_key=key_from_environment(f"BATCH_PIPELINES_TEST_KEY_{zlib.crc32(api_key.encode()):08x}", api_key),
         base_url=base_url,
         workdir=str(workdir),
+        store_url=store_url,
     )
     return PipelineDriver(spec, engine, instance, log=lambda _line: None, dagster_log_level="ERROR")
 
