@@ -42,6 +42,8 @@ ALWAYS_TRANSIENT = "[[emulator:server_error]]"
 MAX_STAGGER_S = 0.2
 ANSWER_TIMEOUT_S = 120.0
 STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
+# Ten rounds a store in CI (well under a minute for both); thirty in the soak run.
+PARTITIONS = [pytest.param(1, id="10-rounds"), pytest.param(3, id="30-rounds", marks=pytest.mark.soak)]
 
 
 class RaceWorker:
@@ -178,19 +180,14 @@ def race_every_attempt(
 
 
 @pytest.mark.parametrize("store", STORES)
+@pytest.mark.parametrize("partitions", PARTITIONS)
 def test_two_results_runs_of_one_attempt_at_once_under_load_both_succeed_and_collect_once(
-    store: str, emulator: EmulatorProcess, tmp_path: Path, cpu_burner: None, request: pytest.FixtureRequest
+    store: str,
+    partitions: int,
+    emulator: EmulatorProcess,
+    tmp_path: Path,
+    cpu_burner: None,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """Ten rounds a store (one partition through all its attempts), well under a minute for both."""
     store_url = request.getfixturevalue("postgres_url") if store == "postgresql" else None
-    race_every_attempt(emulator, tmp_path, partitions=1, store_url=store_url)
-
-
-@pytest.mark.soak
-@pytest.mark.parametrize("store", STORES)
-def test_many_rounds_of_two_results_runs_at_once_under_load(
-    store: str, emulator: EmulatorProcess, tmp_path: Path, cpu_burner: None, request: pytest.FixtureRequest
-) -> None:
-    """The same, thirty rounds a store (three partitions)."""
-    store_url = request.getfixturevalue("postgres_url") if store == "postgresql" else None
-    race_every_attempt(emulator, tmp_path, partitions=3, store_url=store_url)
+    race_every_attempt(emulator, tmp_path, partitions, store_url)
