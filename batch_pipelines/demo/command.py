@@ -4,9 +4,12 @@ local emulator, then a DuckDB summary of what landed."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import fcntl
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,6 +24,7 @@ from batch_pipelines.components.progress_metadata import (
 from batch_pipelines.components.resources import BatchEngineResource, key_from_environment
 from batch_pipelines.demo.dataset import DEFAULT_ROWS_PER_DAY, write_demo_dataset
 from batch_pipelines.demo.driver import PipelineDriver, load_component_spec
+from batch_pipelines.engine import BatchStore
 from batch_pipelines.storage.jobs_snapshot import refresh_jobs_snapshot
 from batch_pipelines.storage.layout import StorageLayout
 from batch_pipelines.storage.query_command import write_rows
@@ -84,7 +88,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
         extra = {"reviews_per_product": args.reviews_per_product} if args.reviews_per_product else {}
         run_reviews_demo(resolve_workdir(args.workdir), **extra)
         return 0
-    run_demo(resolve_workdir(args.workdir), rows_per_day=args.rows_per_day, time_scale=args.time_scale)
+    try:
+        run_demo(resolve_workdir(args.workdir), rows_per_day=args.rows_per_day, time_scale=args.time_scale)
+    except DemoAlreadyRunningError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -103,14 +111,48 @@ def submission_line(metadata: Mapping[str, Any]) -> str:
 def run_demo(
     workdir: Path, *, rows_per_day: int, time_scale: float, out: TextIO | None = None
 ) -> StorageLayout:
-    from batch_pipelines.emulator.process import EmulatorProcess
-
     stream = out if out is not None else sys.stdout
 
     def say(line: str) -> None:
         print(line, file=stream, flush=True)
 
     make_workdir(workdir)
+    with demo_lock(workdir):
+        return _run_demo(workdir, rows_per_day=rows_per_day, time_scale=time_scale, say=say, stream=stream)
+
+
+class DemoAlreadyRunningError(RuntimeError):
+    """Another demo holds the working folder."""
+
+
+@contextmanager
+def demo_lock(workdir: Path) -> Iterator[None]:
+    """One demo at a time per working folder. The kernel drops the lock when its holder dies, however it
+    dies, so a demo started after a kill knows it is alone: what the killed one held in the store (a
+    launch claimed, a job being prepared) waits for nobody and is released at once, not after its lease."""
+    lock_path = workdir / "demo" / "run.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DemoAlreadyRunningError(f"another demo is running on {workdir}") from None
+        store = BatchStore(StorageLayout.for_workdir(workdir).store_path)
+
+        async def release() -> None:
+            await store.initialize()
+            await store.release_claims()
+            await store.close()
+
+        asyncio.run(release())
+        yield
+
+
+def _run_demo(
+    workdir: Path, *, rows_per_day: int, time_scale: float, say: Callable[[str], None], stream: TextIO
+) -> StorageLayout:
+    from batch_pipelines.emulator.process import EmulatorProcess
+
     dataset = write_demo_dataset(workdir / "demo" / "tickets", rows_per_day=rows_per_day)
     say(f"working folder: {workdir}\ndataset: {dataset}")
     dagster_home = workdir / "dagster_home"

@@ -29,7 +29,7 @@ from batch_pipelines.engine.errors import JobNotFoundError
 from batch_pipelines.engine.job_locks import AdvisoryLock, FileLock, JobLock, ProcessLock, held, lock_name
 from batch_pipelines.engine.models import BatchJob, BatchResult
 from batch_pipelines.engine.pricing import job_cost
-from batch_pipelines.engine.records import LAUNCHING, BatchRecord, JobRecord, ResultCounts
+from batch_pipelines.engine.records import LAUNCHING, QUEUED, BatchRecord, JobRecord, ResultCounts
 from batch_pipelines.engine.spend import CallSpend, SpendScope, SpendTotal
 from batch_pipelines.engine.status import progress, summarize
 from batch_pipelines.engine.store_file import (
@@ -379,6 +379,26 @@ class BatchStore:
         )
         with self._begin() as conn:
             return bool(conn.execute(statement).rowcount == 1)
+
+    async def release_claims(self) -> None:
+        """Release every launch claim and preparation lease, as though they had expired. Only for a
+        caller that knows no other process uses the store (the demo, holding its folder's lock): claims
+        left by a process that was killed then wait for nobody. A released launch is still looked up at
+        the provider first, so a batch created just before the kill is adopted, not created twice."""
+        await self._run(self._release_claims)
+
+    def _release_claims(self) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                sa.update(batches)
+                .where(batches.c.detail == LAUNCHING, batches.c.provider_batch_id.is_(None))
+                .values(detail=QUEUED)
+            )
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.prepared.is_(False), jobs.c.prepare_lease_until.is_not(None))
+                .values(prepare_lease_until=0.0)
+            )
 
     async def enqueued_tokens(self, provider: str, model: str) -> int:
         """Estimated prompt tokens in launched, unfinished batches of this provider and model (all jobs)."""

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from batch_pipelines.cli import main
-from batch_pipelines.demo.command import DEMO_API_KEY
+from batch_pipelines.demo.command import DEMO_API_KEY, demo_lock
 
 
 def test_demo_materializes_every_partition_through_dagster(
@@ -68,3 +68,13 @@ def test_demo_materializes_every_partition_through_dagster(
         results_runs = instance.get_runs(dg.RunsFilter(job_name="support_tickets_results_job"))
         assert len(results_runs) == 7
         assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in results_runs)
+
+
+def test_a_second_demo_on_the_same_folder_is_refused_while_the_first_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    with demo_lock(workdir):
+        assert main(["demo", "--workdir", str(workdir), "--rows-per-day", "4"]) == 1
+    assert capsys.readouterr().err == f"error: another demo is running on {workdir}\n"

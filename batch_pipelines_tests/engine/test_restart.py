@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -12,7 +14,9 @@ import pytest
 
 from batch_pipelines import BatchManager, BatchStatus, BatchStore, make_provider
 from batch_pipelines.emulator.process import EmulatorProcess
-from batch_pipelines_tests.engine.conftest import stats, wait_for
+from batch_pipelines.engine import ProviderError
+from batch_pipelines.engine.records import JobRecord
+from batch_pipelines_tests.engine.conftest import chat, stats, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -100,3 +104,38 @@ async def test_crash_between_create_and_record_adopts_the_batch_instead_of_dupli
     await wait_for(manager, "job-crash")
     assert len(await manager.get_results("job-crash")) == 8
     await provider.aclose()
+
+
+async def test_claims_a_killed_process_left_are_released_and_launched_at_once(
+    emulator: EmulatorProcess, admin: httpx.Client, tmp_path: Path
+) -> None:
+    """A process killed after claiming a launch (before its create call) or while preparing a job: its
+    claims would hold for their lease; a caller that knows it is alone (the demo) releases them."""
+    store = BatchStore(tmp_path / "batches.db")
+    requests = [chat(f"r{i}", f"Summarise {i}") for i in range(3)]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    unreachable = make_provider("openai", model="gpt-4o-mini", base_url=dead, api_key="k", max_attempts=1)
+    with pytest.raises(ProviderError):
+        await BatchManager(unreachable, store).submit(requests, job_id="job-claimed")
+    [intent] = await store.get_batches("job-claimed")
+    assert await store.claim_launch(intent, time.time())  # the kill came right after this
+    preparing = JobRecord(
+        id="job-preparing", provider="openai", model="gpt-4o-mini", kind="chat", created_at=time.time()
+    )
+    preparing.prepare_lease_until = time.time() + 3600
+    assert await store.claim_job(preparing)
+
+    provider = make_provider("openai", model="gpt-4o-mini", base_url=emulator.openai_base_url, api_key="k")
+    manager = BatchManager(provider, store)
+    assert (await manager.refresh("job-claimed")).provider_batch_ids == []  # held by the dead claim
+    await store.release_claims()
+    assert len((await manager.refresh("job-claimed")).provider_batch_ids) == 1
+    prepared = await manager.submit(requests, job_id="job-preparing")
+    assert prepared.progress.total == 3
+    assert stats(admin)["batches_created"]["openai"] == 2
+    await wait_for(manager, "job-claimed")
+    assert [r.id for r in await manager.get_results("job-claimed")] == ["r0", "r1", "r2"]
+    await provider.aclose()
+    await unreachable.aclose()
