@@ -177,6 +177,26 @@ def test_expired_half_is_resubmitted_and_collected_as_a_new_attempt(
     assert set(results["attempt"]) == {1, 2}
 
 
+def test_a_batch_the_provider_forgot_is_resubmitted_by_the_results_step(
+    harness: PipelineHarness, emulator: EmulatorProcess
+) -> None:
+    submitted = harness.submit("2026-11-02")
+    forgotten = str(materialization_metadata(submitted, SUBMISSION)["provider_batch_ids"])
+    emulator.forget_batch(forgotten)  # before the sensor polls it: a 404 from now on
+
+    [first] = harness.wait_for_run_requests()
+    collected = harness.collect(first)
+    assert collected.success
+    assert materialization_metadata(collected, RESULTS)["resubmitted"] == ROWS_PER_DAY
+    [second] = harness.wait_for_run_requests()
+    assert str(second.run_key).endswith(":2")
+    assert harness.collect(second).success
+    results = harness.results("2026-11-02")
+    assert results.height == ROWS_PER_DAY and results["id"].n_unique() == ROWS_PER_DAY
+    assert set(results["attempt"]) == {2}
+    assert emulator.stats()["batches_created"]["openai"] == 2
+
+
 def test_a_second_run_for_an_attempt_already_collected_ends_cleanly_and_writes_nothing(
     harness: PipelineHarness, emulator: EmulatorProcess
 ) -> None:
