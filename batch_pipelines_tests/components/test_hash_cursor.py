@@ -42,7 +42,10 @@ def test_rows_out_of_step_take_their_hash_from_the_saved_keys_file(tmp_path: Pat
     saved = tmp_path / "keys.parquet"
     KEYS.with_columns(job_id=pl.lit("tickets.2026-11-01.saved")).write_parquet(saved)
     rows = pl.DataFrame(
-        [result_row(spec, "2026-11-01", "tickets.2026-11-01.now", answer(item_id), "v1") for item_id in "db"],
+        [
+            result_row(spec, "2026-11-01", "tickets.2026-11-01.now", answer(item_id), "v1", "batch")
+            for item_id in "db"
+        ],
         schema=results_row_schema(spec),
     )
     dead = pl.DataFrame(schema=dead_row_schema())

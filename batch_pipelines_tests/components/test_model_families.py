@@ -12,6 +12,7 @@ import pytest
 
 from batch_pipelines.cli import main
 from batch_pipelines.components import BatchEngineResource
+from batch_pipelines.components.resources import key_from_environment
 from batch_pipelines.emulator.process import EmulatorProcess
 from batch_pipelines_tests.components.conftest import (
     ROWS_PER_DAY,
@@ -41,7 +42,11 @@ def make_harness(
 ) -> PipelineHarness:
     workdir = root / "work"
     write_tickets(workdir)
-    engine = BatchEngineResource(api_key="sk-test", base_url=emulator.openai_base_url, workdir=str(workdir))
+    engine = BatchEngineResource(
+        api_key=key_from_environment("BATCH_PIPELINES_TEST_API_KEY", "sk-test"),
+        base_url=emulator.openai_base_url,
+        workdir=str(workdir),
+    )
     return PipelineHarness(spec=ticket_spec(**spec), engine=engine, instance=instance, workdir=workdir)
 
 
