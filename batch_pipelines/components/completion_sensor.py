@@ -1,54 +1,99 @@
 """The completion sensor: refreshes a bounded page of a pipeline's open jobs each tick, reports their
-progress as asset observations, and requests the results run of every job that has ended.
+progress as asset observations, and requests one results run for each job attempt that has ended.
 
-The cursor remembers where the page stopped, so 1,000 open jobs are covered a page at a time, each tick far
-inside the sensor timeout. A run_key names the job, its provider batches and its attempt: Dagster never
-launches the same key twice, and a resubmitted attempt gets a new key.
+The cursor remembers where the page of open jobs stopped, so 1,000 open jobs are covered a page at a
+time, each tick far inside the sensor timeout. It also remembers how far it has looked at ended jobs
+(`EndedJobsCursor`): each tick reads only the jobs that ended since — whether this sensor saw them end or
+another process did (a status command, a results step that waited for its job) — so a finished job is
+requested once, not on every tick. A run_key names the job, its provider batches and its attempt: Dagster
+never launches the same key twice, and a resubmitted attempt gets a new key.
 
-A job can also end outside a tick that sees it change (another process refreshed it, or a tick failed after
-refreshing), so each tick also sweeps one page of the pipeline's ended jobs and requests their results
-runs again; Dagster drops the keys it has already launched.
+An ended job gets no run when the partition's latest results materialization already holds that attempt
+(a backfill's results step collected it), and waits for a later tick while a run that materializes the
+partition's results is queued or running.
 """
+
+from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from batch_pipelines.components.engine_session import open_engine, page_jobs
+from batch_pipelines.components.engine_session import job_id_prefix, open_engine, page_jobs
 from batch_pipelines.components.policies import JOB_ATTEMPT_TAG, JOB_ID_TAG, partition_tags
-from batch_pipelines.components.progress_metadata import job_progress_metadata
+from batch_pipelines.components.progress_metadata import progress_observation
 from batch_pipelines.components.resources import BatchEngineResource
+from batch_pipelines.components.results_coverage import results_hold_attempt, results_run_under_way
+from batch_pipelines.engine import BatchStore
 from batch_pipelines.engine.models import BatchJob
 from batch_pipelines.pipeline.spec import PipelineSpec
+
+# Ends are read again this far behind the newest one seen: an end recorded late (a commit that waited
+# on a lock, another machine's clock) is still found; the cursor keeps the ones already handled.
+LATE_END_MARGIN_S = 300.0
+
+
+@dataclass(frozen=True)
+class EndedJobsCursor:
+    """How far the sensor has looked at ended jobs: `seen_through` is the newest end handled (epoch
+    seconds); `handled` the ends within the margin behind it that were requested or found collected;
+    `waiting` the ends whose partition had a results run under way (looked at again each tick)."""
+
+    seen_through: float = 0.0
+    handled: dict[str, float] = field(default_factory=dict)
+    waiting: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, data: object) -> EndedJobsCursor:
+        if not isinstance(data, dict):
+            return cls()
+        return cls(
+            seen_through=float(data.get("seen_through") or 0.0),
+            handled=_ends(data.get("handled")),
+            waiting=_ends(data.get("waiting")),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {"seen_through": self.seen_through, "handled": self.handled, "waiting": self.waiting}
+
+    def after(self, handled: dict[str, float], waiting: dict[str, float]) -> EndedJobsCursor:
+        """The cursor once these ends were handled or left waiting."""
+        seen_through = max([self.seen_through, *handled.values(), *waiting.values()])
+        recent = {
+            job_id: finished
+            for job_id, finished in {**self.handled, **handled}.items()
+            if finished > seen_through - LATE_END_MARGIN_S and job_id not in waiting
+        }
+        return EndedJobsCursor(seen_through, recent, waiting)
 
 
 @dataclass(frozen=True)
 class SensorCursor:
     open_after: str | None = None
-    sweep_after: str | None = None
+    ended: EndedJobsCursor = field(default_factory=EndedJobsCursor)
 
     @classmethod
-    def parse(cls, text: str | None) -> "SensorCursor":
+    def parse(cls, text: str | None) -> SensorCursor:
         try:
             data = json.loads(text) if text else {}
         except json.JSONDecodeError:
             data = {}
         if not isinstance(data, dict):
             data = {}
-        return cls(open_after=data.get("open_after"), sweep_after=data.get("sweep_after"))
+        return cls(open_after=data.get("open_after"), ended=EndedJobsCursor.parse(data.get("ended")))
 
     def serialize(self) -> str:
-        return json.dumps({"open_after": self.open_after, "sweep_after": self.sweep_after})
+        return json.dumps({"open_after": self.open_after, "ended": self.ended.to_json()})
 
 
 @dataclass(frozen=True)
 class TickOutcome:
     refreshed: list[BatchJob]
-    swept: list[BatchJob]
-    cursor: SensorCursor
+    ended: list[tuple[BatchJob, float]]  # each with the end time the store recorded
+    open_after: str | None
 
 
 def completion_run_key(job: BatchJob) -> str:
@@ -68,11 +113,23 @@ def results_run_request(spec: PipelineSpec, job: BatchJob) -> dg.RunRequest:
     )
 
 
-def progress_observation(asset_key: dg.AssetKey, job: BatchJob) -> dg.AssetObservation:
-    metadata: dict[str, dg.RawMetadataValue] = {**job_progress_metadata(job), "detail": job.detail}
-    return dg.AssetObservation(
-        asset_key=asset_key, partition=job.metadata.get("partition_key"), metadata=metadata
+async def unhandled_ends(
+    store: BatchStore, spec: PipelineSpec, cursor: EndedJobsCursor, limit: int
+) -> list[tuple[BatchJob, float]]:
+    """Up to `limit` jobs that ended since the cursor, plus those left waiting, each with its end time."""
+    known = {**cursor.handled, **cursor.waiting}
+    rows = await store.ended_job_ids(
+        id_prefix=job_id_prefix(spec),
+        finished_after=cursor.seen_through - LATE_END_MARGIN_S,
+        limit=limit + len(known),
     )
+    fresh = [(job_id, finished) for job_id, finished in rows if known.get(job_id) != finished][:limit]
+    ended = []
+    for job_id, finished in {**cursor.waiting, **dict(fresh)}.items():
+        job = await store.get_job(job_id)
+        if job.status.is_terminal:  # (a waiting job may have been reopened since: its next end is fresh)
+            ended.append((job, finished))
+    return ended
 
 
 def build_completion_sensor(
@@ -95,17 +152,33 @@ def build_completion_sensor(
             async with open_engine(batch_engine, spec) as engine:
                 page, open_after = await page_jobs(engine.store, spec, after=cursor.open_after, limit=limit)
                 refreshed = [await engine.manager.refresh(job.id) for job in page]
-                swept, sweep_after = await page_jobs(
-                    engine.store, spec, after=cursor.sweep_after, limit=limit, open_only=False
-                )
-                return TickOutcome(refreshed, swept, SensorCursor(open_after, sweep_after))
+                ended = await unhandled_ends(engine.store, spec, cursor.ended, limit)
+                return TickOutcome(refreshed, ended, open_after)
 
         outcome = asyncio.run(tick())
-        ended = {job.id: job for job in [*outcome.swept, *outcome.refreshed] if job.status.is_terminal}
+        requests: list[dg.RunRequest] = []
+        handled: dict[str, float] = {}
+        waiting: dict[str, float] = {}
+        for job, finished in outcome.ended:
+            partition_key = job.metadata["partition_key"]
+            if results_hold_attempt(context.instance, results_key, partition_key, job.id, job.attempt):
+                handled[job.id] = finished
+            elif results_run_under_way(context.instance, results_key, results_job.name, partition_key):
+                waiting[job.id] = finished
+            else:
+                requests.append(results_run_request(spec, job))
+                handled[job.id] = finished
+        ended_cursor = cursor.ended.after(handled, waiting)
         return dg.SensorResult(
-            run_requests=[results_run_request(spec, job) for job in ended.values()],
+            run_requests=requests,
             asset_events=[progress_observation(results_key, job) for job in outcome.refreshed],
-            cursor=outcome.cursor.serialize(),
+            cursor=SensorCursor(outcome.open_after, ended_cursor).serialize(),
         )
 
     return completion_sensor
+
+
+def _ends(value: object) -> dict[str, float]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(job_id): float(finished) for job_id, finished in value.items()}

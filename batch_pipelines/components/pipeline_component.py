@@ -74,6 +74,10 @@ class BatchPipelineComponent(dg.Component, dg.Model, dg.Resolvable):
     results_root: str | None = None
     max_attempts: int = 3
     sensor_interval_seconds: int = 60
+    results_wait_seconds: int = Field(
+        default=300,
+        description="Seconds a results step waits for a running job, then leaves it to the sensor.",
+    )
     max_cost_usd: float | None = Field(default=None, description="Budget in USD; see `max_cost_per`.")
     max_cost_per: str = Field(default="run", description="`run` (per submission) or `day` (UTC day).")
     dead_letter_threshold: float = Field(default=0.05, description="Dead-letter share that fails the check.")

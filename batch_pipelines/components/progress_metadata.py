@@ -61,3 +61,11 @@ def job_progress_metadata(job: BatchJob) -> dict[str, dg.MetadataValue]:
     if cost.forecast_basis:
         metadata[COST_FORECAST] = dg.MetadataValue.text(cost.forecast_basis)
     return metadata
+
+
+def progress_observation(asset_key: dg.AssetKey, job: BatchJob) -> dg.AssetObservation:
+    """The job's progress as an observation of its partition of `asset_key` (the results asset)."""
+    metadata: dict[str, dg.RawMetadataValue] = {**job_progress_metadata(job), "detail": job.detail}
+    return dg.AssetObservation(
+        asset_key=asset_key, partition=job.metadata.get("partition_key"), metadata=metadata
+    )

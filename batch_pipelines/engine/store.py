@@ -325,6 +325,27 @@ class BatchStore:
         views = (self._load_view(record.id) for record in kept)
         return [view for view in views if view is not None]
 
+    async def ended_job_ids(
+        self, *, id_prefix: str, finished_after: float, limit: int
+    ) -> list[tuple[str, float]]:
+        """(id, finished_at) of ended jobs whose id starts with ``id_prefix`` and that finished after
+        ``finished_after`` (epoch seconds), oldest first: what a sensor has not seen end yet."""
+        return await self._run(self._ended_job_ids, id_prefix, finished_after, limit)
+
+    def _ended_job_ids(self, id_prefix: str, finished_after: float, limit: int) -> list[tuple[str, float]]:
+        query = (
+            sa.select(jobs.c.id, jobs.c.finished_at)
+            .where(
+                jobs.c.open.is_(False),
+                jobs.c.finished_at > finished_after,
+                jobs.c.id.startswith(id_prefix, autoescape=True),
+            )
+            .order_by(jobs.c.finished_at, jobs.c.id)
+            .limit(limit)
+        )
+        with self._begin() as conn:
+            return [(str(job_id), float(finished)) for job_id, finished in conn.execute(query)]
+
     # -- provider batches ------------------------------------------------------------------------------
 
     async def add_batches(self, records: Sequence[BatchRecord]) -> None:

@@ -297,6 +297,16 @@ class PipelineSpec(_SpecModel):
     sensor_interval_seconds: int = Field(
         default=60, ge=1, le=3600, description="Least time between two completion-sensor ticks."
     )
+    results_wait_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description=(
+            "How long a results step that meets a job still running waits for it to end (polling and "
+            "reporting progress) before it ends without materializing and leaves the job to the "
+            "completion sensor. Covers a run of the whole graph (backfill, Materialize all)."
+        ),
+    )
     max_cost_usd: float | None = Field(
         default=None,
         gt=0,

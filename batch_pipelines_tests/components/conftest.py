@@ -68,6 +68,7 @@ class PipelineHarness:
     instance: dg.DagsterInstance
     workdir: Path
     launched_run_keys: set[str] = field(default_factory=set)
+    last_cursor: str | None = None  # the sensor cursor wait_for_run_requests ended with
 
     @property
     def defs(self) -> dg.Definitions:
@@ -95,6 +96,27 @@ class PipelineHarness:
             resources={"batch_engine": self.engine},
         )
 
+    def materialize_all(self, partition_key: str) -> dg.ExecuteInProcessResult:
+        """Input, submission and results in one run, as a whole-graph backfill or "Materialize all" does."""
+        return dg.materialize(
+            [self.asset("input"), self.asset("submission"), self.asset("results")],
+            partition_key=partition_key,
+            instance=self.instance,
+            resources={"batch_engine": self.engine},
+            raise_on_error=False,
+        )
+
+    def run_checks(self) -> dg.ExecuteInProcessResult:
+        """The results asset's checks alone (the UI's "Execute checks": no partition, they describe the
+        latest materialization)."""
+        key = dg.AssetKey([self.spec.name, "results"])
+        return dg.materialize(
+            [self.asset("results")],
+            selection=dg.AssetSelection.checks_for_assets(key),
+            instance=self.instance,
+            resources={"batch_engine": self.engine},
+        )
+
     def tick(self, cursor: str | None = None) -> dg.SensorResult:
         sensor = self.defs.resolve_sensor_def(f"{self.spec.name}_completion_sensor")
         with dg.build_sensor_context(
@@ -114,11 +136,11 @@ class PipelineHarness:
         """Tick (as the daemon would) until the sensor has asked for `count` new runs."""
         deadline = time.monotonic() + timeout_s
         requests: list[dg.RunRequest] = []
-        cursor: str | None = None
+        cursor = self.last_cursor
         while len(requests) < count:
             assert time.monotonic() < deadline, f"sensor asked for {len(requests)} of {count} runs in time"
             result = self.tick(cursor)
-            cursor = result.cursor or None
+            cursor = self.last_cursor = result.cursor or None
             seen = {request.run_key for request in requests}
             requests.extend(
                 request for request in self.new_run_requests(result) if request.run_key not in seen
