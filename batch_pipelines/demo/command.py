@@ -34,6 +34,7 @@ from batch_pipelines.workdir import make_workdir, resolve_workdir
 DEMO_DEFS_YAML = Path(__file__).resolve().parent.parent / "defs" / "support_tickets" / "defs.yaml"
 DEMO_API_KEY = "sk-demo-local-emulator"
 DEMO_API_KEY_ENV = "BATCH_PIPELINES_DEMO_API_KEY"  # the demo's process puts its dummy key there
+DEMO_TIME_SCALE = 0.5
 
 SUMMARY_QUERIES = {
     "Per partition": """
@@ -69,7 +70,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--workdir", default=None, help="working folder (default: $BATCH_PIPELINES_HOME)")
     parser.add_argument("--rows-per-day", type=int, default=DEFAULT_ROWS_PER_DAY, help=argparse.SUPPRESS)
-    parser.add_argument("--time-scale", type=float, default=0.02, help=argparse.SUPPRESS)
+    # Each job then spends a few seconds in progress, so the sensor ticks see (and print) it part-done.
+    parser.add_argument("--time-scale", type=float, default=DEMO_TIME_SCALE, help=argparse.SUPPRESS)
     parser.add_argument(
         "--pipeline",
         choices=("support_tickets", "reviews"),
@@ -78,10 +80,19 @@ def register(subparsers: Any) -> None:
         "near-duplicates with DuckDB; needs the 'local' extra)",
     )
     parser.add_argument("--reviews-per-product", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--data-only",
+        action="store_true",
+        help="only write the demo's input data under the working folder (demo/tickets/ or demo/reviews/), "
+        "e.g. for a backfill from the Dagster UI; no emulator, no runs",
+    )
     parser.set_defaults(handler=run_demo_command)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
+    if args.data_only:
+        write_demo_data(resolve_workdir(args.workdir), args)
+        return 0
     if args.pipeline == "reviews":
         from batch_pipelines.demo.reviews_demo import run_reviews_demo
 
@@ -106,6 +117,20 @@ def submission_line(metadata: Mapping[str, Any]) -> str:
             f"${metadata[WORST_CASE_COST_USD].value:.6f} ({metadata[COST_FORECAST].value})"
         )
     return line
+
+
+def write_demo_data(workdir: Path, args: argparse.Namespace) -> Path:
+    """The chosen demo's input file, written where its pipeline's `source` reads it."""
+    make_workdir(workdir)
+    if args.pipeline == "reviews":
+        from batch_pipelines.demo.reviews_dataset import DEFAULT_REVIEWS_PER_PRODUCT, write_reviews_dataset
+
+        per_product = args.reviews_per_product or DEFAULT_REVIEWS_PER_PRODUCT
+        path, _ = write_reviews_dataset(workdir / "demo" / "reviews", reviews_per_product=per_product)
+    else:
+        path = write_demo_dataset(workdir / "demo" / "tickets", rows_per_day=args.rows_per_day)
+    print(f"dataset: {path}")
+    return path
 
 
 def run_demo(

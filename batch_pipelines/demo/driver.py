@@ -31,6 +31,7 @@ from batch_pipelines.components.engine_session import open_engine, page_jobs
 from batch_pipelines.components.factory import build_pipeline_defs, results_job_name, submit_job_name
 from batch_pipelines.components.pipeline_component import BatchPipelineComponent
 from batch_pipelines.components.policies import partition_tags
+from batch_pipelines.components.progress_metadata import ETA_SECONDS, PERCENT_DONE
 from batch_pipelines.components.rate_limiter_resource import RateLimiterResource
 from batch_pipelines.components.resources import BatchEngineResource
 from batch_pipelines.pipeline.spec import PipelineSpec
@@ -133,7 +134,9 @@ class PipelineDriver:
         launched = 0
         while True:
             launched_now = 0
-            for request in self.tick().run_requests or []:
+            result = self.tick()
+            self._log_progress(result)
+            for request in result.run_requests or []:
                 if self.launch(request) is not None:
                     launched_now += 1
                     self.log(f"  collected {request.partition_key} ({request.run_key})")
@@ -145,6 +148,23 @@ class PipelineDriver:
                     f"jobs of {self.spec.name!r} still open after {timeout_s:.0f}s"
                 )
             time.sleep(poll_s)
+
+    def _log_progress(self, result: dg.SensorResult) -> None:
+        """One line per tick for the jobs seen part-done: the percent and ETA the observations carry."""
+        running = []
+        for event in result.asset_events:
+            if not isinstance(event, dg.AssetObservation):
+                continue
+            metadata = {name: value.value for name, value in event.metadata.items()}
+            percent = metadata.get(PERCENT_DONE)
+            if isinstance(percent, float) and 0 < percent < 100:
+                eta = metadata.get(ETA_SECONDS)
+                running.append(
+                    f"{event.partition} {percent:.0f}%"
+                    + (f" (ETA {eta:.0f} s)" if isinstance(eta, float) else "")
+                )
+        if running:
+            self.log(f"  in progress: {', '.join(running)}")
 
     def open_jobs(self) -> int:
         async def count() -> int:
