@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batch_pipelines.console.output import print_error
+from batch_pipelines.console.output import print_error, print_json
 from batch_pipelines.storage.locations import DataLocations, add_location_options
 
 
@@ -23,6 +23,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file to write")
     add_location_options(parser)
+    parser.add_argument("--json", action="store_true", help="print the files written as JSON")
     parser.set_defaults(handler=report_command)
 
 
@@ -47,6 +48,9 @@ def report_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         print_error(f"error: {error}")
         return 1
+    if args.json:
+        print_json({name: str(path) for name, path in written.items()})
+        return 0
     for path in written.values():
         print(path)
     return 0

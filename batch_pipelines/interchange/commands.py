@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from batch_pipelines.console.output import print_json
 from batch_pipelines.workdir import resolve_workdir
 
 
@@ -40,6 +41,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("partition", help="partition key, e.g. 2026-11-03")
     parser.add_argument("--workdir", default=None, help="working folder (default: $BATCH_PIPELINES_HOME)")
     parser.add_argument("--defs", type=Path, default=None, help="a defs.yaml declaring the pipeline")
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -54,7 +56,12 @@ def run_export(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         print(f"export failed: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {count} request(s) of {spec.name}/{args.partition} to {args.out}")
+    if args.json:
+        print_json(
+            {"pipeline": spec.name, "partition": args.partition, "requests": count, "out": str(args.out)}
+        )
+    else:
+        print(f"wrote {count} request(s) of {spec.name}/{args.partition} to {args.out}")
     return 0
 
 
@@ -70,6 +77,18 @@ def run_import(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         print(f"import failed: {error}", file=sys.stderr)
         return 1
+    if args.json:
+        print_json(
+            {
+                "pipeline": spec.name,
+                "partition": args.partition,
+                "answered": outcome.answered,
+                "dead_letters": outcome.dead_letters,
+                "already_answered": outcome.already_answered,
+                "job_id": outcome.job_id,
+            }
+        )
+        return 0
     print(
         f"{spec.name}/{args.partition}: {outcome.answered} new result(s), {outcome.dead_letters} dead "
         f"letter(s), {outcome.already_answered} already answered (job id {outcome.job_id})"

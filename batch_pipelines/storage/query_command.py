@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("sql", help='e.g. "SELECT pipeline, count(*) FROM results GROUP BY ALL"')
     add_location_options(parser)
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.add_argument("--json", action="store_true", help="print JSON (the same as --format json)")
     parser.set_defaults(handler=run_query_command)
 
 
@@ -57,7 +58,7 @@ def run_query_command(args: argparse.Namespace) -> int:
     except duckdb.Error as error:
         print(f"query failed: {error}", file=sys.stderr)
         return 1
-    write_rows(columns, rows, args.format, sys.stdout)
+    write_rows(columns, rows, "json" if args.json else args.format, sys.stdout)
     return 0
 
 
