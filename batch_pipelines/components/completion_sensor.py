@@ -9,8 +9,8 @@ requested once, not on every tick. A run_key names the job, its provider batches
 never launches the same key twice, and a resubmitted attempt gets a new key.
 
 An ended job gets no run when the partition's latest results materialization already holds that attempt
-(a backfill's results step collected it), and waits for a later tick while a run that materializes the
-partition's results is queued or running.
+(a backfill's results step collected it), and waits for a later tick (a few at most) while a run that
+materializes the partition's results is queued or running.
 """
 
 from __future__ import annotations
@@ -34,17 +34,22 @@ from batch_pipelines.pipeline.spec import PipelineSpec
 # Ends are read again this far behind the newest one seen: an end recorded late (a commit that waited
 # on a lock, another machine's clock) is still found; the cursor keeps the ones already handled.
 LATE_END_MARGIN_S = 300.0
+# Ticks an end waits for a results run under way to materialize it before it is requested anyway (a run
+# killed with its worker stays "started" in Dagster until run monitoring notices).
+MAX_WAITING_TICKS = 3
 
 
 @dataclass(frozen=True)
 class EndedJobsCursor:
     """How far the sensor has looked at ended jobs: `seen_through` is the newest end handled (epoch
     seconds); `handled` the ends within the margin behind it that were requested or found collected;
-    `waiting` the ends whose partition had a results run under way (looked at again each tick)."""
+    `waiting` the ends whose partition had a results run under way (looked at again each tick, for at
+    most MAX_WAITING_TICKS: `waited` counts them)."""
 
     seen_through: float = 0.0
     handled: dict[str, float] = field(default_factory=dict)
     waiting: dict[str, float] = field(default_factory=dict)
+    waited: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, data: object) -> EndedJobsCursor:
@@ -54,10 +59,16 @@ class EndedJobsCursor:
             seen_through=float(data.get("seen_through") or 0.0),
             handled=_ends(data.get("handled")),
             waiting=_ends(data.get("waiting")),
+            waited={job_id: int(ticks) for job_id, ticks in _ends(data.get("waited")).items()},
         )
 
     def to_json(self) -> dict[str, object]:
-        return {"seen_through": self.seen_through, "handled": self.handled, "waiting": self.waiting}
+        return {
+            "seen_through": self.seen_through,
+            "handled": self.handled,
+            "waiting": self.waiting,
+            "waited": self.waited,
+        }
 
     def after(self, handled: dict[str, float], waiting: dict[str, float]) -> EndedJobsCursor:
         """The cursor once these ends were handled or left waiting."""
@@ -67,7 +78,8 @@ class EndedJobsCursor:
             for job_id, finished in {**self.handled, **handled}.items()
             if finished > seen_through - LATE_END_MARGIN_S and job_id not in waiting
         }
-        return EndedJobsCursor(seen_through, recent, waiting)
+        waited = {job_id: self.waited.get(job_id, 0) + 1 for job_id in waiting}
+        return EndedJobsCursor(seen_through, recent, waiting, waited)
 
 
 @dataclass(frozen=True)
@@ -163,7 +175,9 @@ def build_completion_sensor(
             partition_key = job.metadata["partition_key"]
             if results_hold_attempt(context.instance, results_key, partition_key, job.id, job.attempt):
                 handled[job.id] = finished
-            elif results_run_under_way(context.instance, results_key, results_job.name, partition_key):
+            elif cursor.ended.waited.get(job.id, 0) < MAX_WAITING_TICKS and results_run_under_way(
+                context.instance, results_key, results_job.name, partition_key
+            ):
                 waiting[job.id] = finished
             else:
                 requests.append(results_run_request(spec, job))
