@@ -43,6 +43,14 @@ def results_materializations(instance: dg.DagsterInstance, partition: str) -> in
     return len(records)
 
 
+def results_written(run: dg.ExecuteInProcessResult) -> list[dg.AssetMaterialization]:
+    return [
+        event.materialization
+        for event in run.get_asset_materialization_events()
+        if event.asset_key == RESULTS
+    ]
+
+
 def tick_until_quiet(
     harness: PipelineHarness, cursor: str | None, ticks: int
 ) -> tuple[list[dg.RunRequest], str | None]:
@@ -61,8 +69,8 @@ def test_a_whole_graph_run_waits_for_its_job_and_writes_results_once(
     harness.spec = ticket_spec(sensor_interval_seconds=1)
     run = harness.materialize_all("2026-11-01")
     assert run.success
-    [materialization] = [e for e in run.get_asset_materialization_events() if e.asset_key == RESULTS]
-    assert materialization.materialization.metadata["dagster/row_count"].value == ROWS_PER_DAY
+    [materialization] = results_written(run)
+    assert materialization.metadata["dagster/row_count"].value == ROWS_PER_DAY
     assert all(evaluation.passed for evaluation in run.get_asset_check_evaluations())
     waited = [
         {name: value.value for name, value in event.asset_observation_data.asset_observation.metadata.items()}
@@ -84,7 +92,7 @@ def test_a_job_still_running_after_the_wait_is_left_to_the_sensor(
     harness.spec = ticket_spec(results_wait_seconds=0)
     run = harness.materialize_all("2026-11-02")
     assert run.success, "a results step that meets a running job does not fail"
-    assert [e for e in run.get_asset_materialization_events() if e.asset_key == RESULTS] == []
+    assert results_written(run) == []
     assert run.get_asset_check_evaluations() == []
     assert observed_progress(harness.instance, "2026-11-02"), "it reports the job's progress instead"
 

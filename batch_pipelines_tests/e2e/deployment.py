@@ -148,3 +148,43 @@ class DagsterDeployment:
             raise GraphQLError(str(answer))
         backfill_id: str = answer["backfillId"]
         return backfill_id
+
+    def wait_for_backfill(self, backfill_id: str, timeout_s: float) -> str:
+        """The backfill's status once it has ended (COMPLETED_SUCCESS, COMPLETED_FAILED, FAILED, …)."""
+        query = """
+            query Backfill($id: String!) {
+              partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
+            }"""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status: str = self.graphql(query, {"id": backfill_id})["partitionBackfillOrError"]["status"]
+            if status not in ("REQUESTED", "CANCELING"):
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"backfill {backfill_id} still {status} after {timeout_s:.0f} s\n{self.logs()}"
+                )
+            time.sleep(2)
+
+    def runs(self, statuses: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every run of the instance (id, job, status, tags), optionally only those in `statuses`."""
+        query = """
+            query Runs($filter: RunsFilter) {
+              runsOrError(filter: $filter) {
+                ... on Runs { results { runId jobName status tags { key value } } }
+              }
+            }"""
+        runs_filter = {"statuses": statuses} if statuses else {}
+        runs: list[dict[str, Any]] = self.graphql(query, {"filter": runs_filter})["runsOrError"]["results"]
+        return runs
+
+    def materialized_partitions(self, asset_path: list[str]) -> list[str]:
+        """The partition of each materialization of an asset, one entry per materialization."""
+        query = """
+            query Materializations($key: AssetKeyInput!) {
+              assetOrError(assetKey: $key) {
+                ... on Asset { assetMaterializations(limit: 10000) { partition } }
+              }
+            }"""
+        asset = self.graphql(query, {"key": {"path": asset_path}})["assetOrError"]
+        return [str(event["partition"]) for event in asset.get("assetMaterializations", [])]
