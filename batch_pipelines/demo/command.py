@@ -34,7 +34,7 @@ from batch_pipelines.workdir import make_workdir, resolve_workdir
 DEMO_DEFS_YAML = Path(__file__).resolve().parent.parent / "defs" / "support_tickets" / "defs.yaml"
 DEMO_API_KEY = "sk-demo-local-emulator"
 DEMO_API_KEY_ENV = "BATCH_PIPELINES_DEMO_API_KEY"  # the demo's process puts its dummy key there
-DEMO_TIME_SCALE = 0.5
+DEMO_TIME_SCALE = 0.3
 
 SUMMARY_QUERIES = {
     "Per partition": """
