@@ -52,7 +52,7 @@ class AdvisoryLock:
             )
             conn.commit()
         except BaseException:
-            conn.close()
+            _end_session(conn)  # (it may hold the lock: the answer was lost, not the lock)
             raise
         if not taken:
             conn.close()
@@ -64,9 +64,20 @@ class AdvisoryLock:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        with contextlib.closing(conn):  # (a connection that broke has lost the lock with its session)
+        try:
             conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
             conn.commit()
+        except sa.exc.DBAPIError:
+            _end_session(conn)  # the server drops a session's locks with it
+        else:
+            conn.close()
+
+
+def _end_session(conn: Connection) -> None:
+    """Close the connection for good rather than return it to the pool, where a session lock it still
+    held would stay taken for as long as the pool keeps it."""
+    conn.invalidate()
+    conn.close()
 
 
 class FileLock:

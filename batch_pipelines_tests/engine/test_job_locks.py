@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import sqlalchemy as sa
 
 from batch_pipelines.engine.job_locks import JobLockTimeoutError
 from batch_pipelines.engine.store import BatchStore
@@ -88,3 +89,24 @@ async def test_an_in_memory_store_has_one_holder_at_a_time() -> None:
                 pass
     async with store.job_lock("job-1", "collect", wait_s=0.1):
         pass
+
+
+@pytest.mark.services
+async def test_a_holder_whose_database_session_ended_leaves_without_error_and_the_lock_free(
+    postgres_url: str,
+) -> None:
+    holder, other = BatchStore(postgres_url), BatchStore(postgres_url)
+    admin = sa.create_engine(sa.make_url(postgres_url).set(drivername="postgresql+psycopg"))
+    async with holder.job_lock("job-1", "collect"):
+        with admin.begin() as conn:  # every other session on the database ends, as in a failover
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    admin.dispose()
+    async with other.job_lock("job-1", "collect", wait_s=30):
+        pass
+    for store in (holder, other):
+        await store.close()
