@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from batch_pipelines.emulator.errors import ApiError, invalid, not_found
+from batch_pipelines.emulator.multipart_upload import receive_form
 from batch_pipelines.emulator.paging import int_param, page_envelope
 from batch_pipelines.emulator.runtime import Runtime
 from batch_pipelines.emulator.store import StoredFile
@@ -35,24 +35,23 @@ class FileRoutes:
             raise _too_large(limit)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise invalid("The request must be multipart/form-data with 'file' and 'purpose' fields.", "file")
-        async with request.form(max_files=1, max_fields=16) as form:
-            upload = form.get("file")
-            purpose = form.get("purpose")
-            anchor = form.get("expires_after[anchor]")
-            seconds = form.get("expires_after[seconds]")
-            if not isinstance(upload, UploadFile):
-                raise invalid(
-                    "Missing required parameter: 'file'.", param="file", code="missing_required_parameter"
-                )
-            if not isinstance(purpose, str) or not purpose:
-                raise invalid(
-                    "Missing required parameter: 'purpose'.", "purpose", code="missing_required_parameter"
-                )
-            if purpose not in PURPOSES or purpose == "batch_output":
-                raise invalid(f"Invalid value for 'purpose': {purpose!r}.", param="purpose")
-            content = await upload.read()
-            filename = upload.filename or "upload.jsonl"
-        if len(content) > limit:
+        form = await receive_form(request, limit)
+        upload = form.content if form.file_field == "file" else None
+        purpose = form.fields.get("purpose")
+        anchor = form.fields.get("expires_after[anchor]")
+        seconds = form.fields.get("expires_after[seconds]")
+        if upload is None:
+            raise invalid(
+                "Missing required parameter: 'file'.", param="file", code="missing_required_parameter"
+            )
+        if not purpose:
+            raise invalid(
+                "Missing required parameter: 'purpose'.", "purpose", code="missing_required_parameter"
+            )
+        if purpose not in PURPOSES or purpose == "batch_output":
+            raise invalid(f"Invalid value for 'purpose': {purpose!r}.", param="purpose")
+        filename = form.filename or "upload.jsonl"
+        if form.file_bytes > limit:
             raise _too_large(limit)
         expires_after = None
         if anchor is not None or seconds is not None:
@@ -67,7 +66,7 @@ class FileRoutes:
                 )
         if purpose == "batch" and not filename.endswith(".jsonl"):
             raise invalid("Invalid file format for Batch API. Must be .jsonl", param="file")
-        stored = self.runtime.store.add_file(filename, purpose, content, expires_after)
+        stored = self.runtime.store.add_file(filename, purpose, bytes(upload), expires_after)
         return JSONResponse(stored.to_api())
 
     async def list(self, request: Request) -> Response:

@@ -20,6 +20,9 @@ from batch_pipelines.emulator.runtime import Runtime
 
 
 def serve(config: EmulatorConfig, host: str, port: int, state_dir: Path | None) -> None:
+    # Batch files are checked and answered in worker threads; by default such a thread keeps the GIL for
+    # 5 ms at a time, and every socket read of an upload arriving meanwhile waits that long for it.
+    sys.setswitchinterval(0.0005)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
