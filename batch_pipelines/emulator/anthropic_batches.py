@@ -95,6 +95,7 @@ class MessageBatchRoutes:
         )
         self.runtime.store.save_batch(batch, with_requests=True)
         self.runtime.counters["batches_created.anthropic"] += 1
+        self.lifecycle.refresh_when_due(batch)
         return JSONResponse(self.to_api(batch, request))
 
     async def retrieve(self, request: Request) -> Response:

@@ -3,19 +3,22 @@
 At creation a batch gets a *plan*: when validation ends, when its last request is done, when finalizing
 ends, when it expires. Requests finish one after another between the first two instants, in a seeded
 shuffled order. The visible state is derived from the plan and the current time whenever the batch is
-read, so no background task is needed and a restarted emulator (with a state directory) continues
-exactly where the plan says. When a terminal instant has passed, the results are produced once and the
-batch is frozen.
+read, so a restarted emulator (with a state directory) continues exactly where the plan says. When a
+terminal instant has passed (seen by a read, or by a timer set for that instant), the results are
+produced once, in a worker thread, and the batch is frozen only when they are stored: until then it
+reads as before (an OpenAI batch `finalizing`, an Anthropic one `in_progress`), as at the providers,
+whose status calls answer at once while the output file is written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -27,7 +30,8 @@ from batch_pipelines.emulator.batch_lines import (
     openai_line,
     request_problem,
 )
-from batch_pipelines.emulator.config import BATCH_FAULTS, EmulatorConfig
+from batch_pipelines.emulator.config import BATCH_FAULTS, EmulatorConfig, ModelSettings
+from batch_pipelines.emulator.prompt_cache import PromptCache
 from batch_pipelines.emulator.runtime import Runtime
 from batch_pipelines.emulator.store import BatchRecord, BatchRequest
 
@@ -88,15 +92,41 @@ class Lifecycle:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._faults: dict[str, list[str | None]] = {}
+        self._producing: dict[str, asyncio.Task[None]] = {}
 
     # --- derived state -------------------------------------------------------------------------------
     def refresh(self, batch: BatchRecord) -> None:
-        """Freeze the batch if its terminal instant has passed."""
-        if batch.terminal_at is not None:
+        """Start producing the batch's results if its terminal instant has passed; it is frozen (its
+        status final) once they are stored. Call from the event loop."""
+        if batch.terminal_at is not None or batch.id in self._producing:
             return
+        if self.runtime.store.batches.get(batch.id) is not batch:
+            return  # forgotten through the admin API before its timer fired
         ending = self.ending(batch, time.time())
-        if ending is not None:
-            self._finish(batch, *ending)
+        if ending is None:
+            return
+        status, at, done = ending
+        if status == "failed":  # a file that failed validation: nothing to produce
+            self._freeze(batch, status, at, Outcome({"total": 0, "completed": 0, "failed": 0}))
+            return
+        # Faults are drawn here, on the loop: each draw counts the request's attempts in the injector.
+        requests, faults = self.requests_of(batch), self.faults_of(batch)
+        task = asyncio.get_running_loop().create_task(
+            self._produce(batch, status, at, done, requests, faults)
+        )
+        self._producing[batch.id] = task
+        task.add_done_callback(lambda _task: self._producing.pop(batch.id, None))
+
+    def refresh_when_due(self, batch: BatchRecord) -> None:
+        """Have the batch's results produced at its terminal instant, without waiting for a read."""
+        due = min(batch.finalized_at, batch.expires_at, batch.cancel_done_at or math.inf)
+        if math.isfinite(due):
+            delay = max(0.0, due - time.time())
+            asyncio.get_running_loop().call_later(delay, self.refresh, batch)
+
+    def producing(self, batch: BatchRecord) -> bool:
+        """Whether the batch has ended by its plan and its results are being produced now."""
+        return batch.id in self._producing
 
     def ending(self, batch: BatchRecord, now: float) -> tuple[str, float, int] | None:
         """(final status, when, requests completed) once the plan says the batch has ended by ``now``;
@@ -153,6 +183,8 @@ class Lifecycle:
     # --- actions ------------------------------------------------------------------------------------
     def cancel(self, batch: BatchRecord) -> None:
         """Start cancelling: requests already running finish; the rest never start."""
+        if self.producing(batch):
+            return  # it has already ended by its plan; its results are being written
         now = time.time()
         config = self.runtime.config
         done = done_by(batch, now)
@@ -163,6 +195,7 @@ class Lifecycle:
         batch.cancel_done_at = now + config.scaled(config.lifecycle.cancelling_s)
         batch.cancel_completed = done + in_flight
         self.runtime.store.save_batch(batch)
+        self.refresh_when_due(batch)
 
     def faults_of(self, batch: BatchRecord) -> list[str | None]:
         """The fault (or None) of each request, decided once per batch: markers, seeded rates, bad bodies."""
@@ -191,76 +224,124 @@ class Lifecycle:
         return batch.requests
 
     # --- freezing -----------------------------------------------------------------------------------
-    def _finish(self, batch: BatchRecord, status: str, at: float, done: int) -> None:
+    async def _produce(
+        self,
+        batch: BatchRecord,
+        status: str,
+        at: float,
+        done: int,
+        requests: list[BatchRequest],
+        faults: list[str | None],
+    ) -> None:
         order = processing_order(batch.order_seed, batch.total)
-        finished, unfinished = order[:done], order[done:]
+        settings, cache = self.runtime.config.model, self.runtime.prompt_cache
         if batch.provider == "openai":
-            self._finish_openai(batch, status, finished, unfinished)
+            outcome = await asyncio.to_thread(
+                openai_outcome, batch, status, order[:done], order[done:], requests, faults, settings, cache
+            )
         else:
-            self._finish_anthropic(batch, status, finished, unfinished)
+            outcome = await asyncio.to_thread(
+                anthropic_outcome,
+                batch,
+                status,
+                order[:done],
+                order[done:],
+                requests,
+                faults,
+                settings,
+                cache,
+            )
+        if self.runtime.store.batches.get(batch.id) is batch:  # (not forgotten meanwhile)
+            self._freeze(batch, status, at, outcome)
+
+    def _freeze(self, batch: BatchRecord, status: str, at: float, outcome: Outcome) -> None:
+        store = self.runtime.store
+        if outcome.output is not None:
+            name = f"batch_{batch.id}_output.jsonl"
+            batch.output_file_id = store.add_file(name, "batch_output", outcome.output).id
+        if outcome.errors is not None:
+            name = f"batch_{batch.id}_error.jsonl"
+            batch.error_file_id = store.add_file(name, "batch_output", outcome.errors).id
+        batch.counts = outcome.counts
+        batch.usage = outcome.usage
+        batch.results = outcome.results
         batch.status = status
         batch.terminal_at = at
         self._faults.pop(batch.id, None)
-        self.runtime.store.save_batch(batch)
+        store.save_batch(batch)
         self.runtime.counters[f"batches_{status}.{batch.provider}"] += 1
+        self.runtime.bill(batch.provider, "batch", outcome.billed)
 
-    def _finish_openai(
-        self, batch: BatchRecord, status: str, finished: tuple[int, ...], unfinished: tuple[int, ...]
-    ) -> None:
-        if status == "failed":
-            batch.counts = {"total": 0, "completed": 0, "failed": 0}
-            return
-        requests = self.requests_of(batch)
-        faults = self.faults_of(batch)
-        settings = self.runtime.config.model
-        cache = self.runtime.prompt_cache
-        successes: list[dict[str, Any]] = []
-        errors: list[dict[str, Any]] = []
-        for index in finished:
-            line = openai_line(requests[index], batch.endpoint, faults[index], settings, cache)
-            ok = line["response"] is not None and line["response"]["status_code"] == 200
-            (successes if ok else errors).append(line)
-        if status == "expired":
-            errors.extend(openai_expired_line(requests[index]) for index in unfinished)
-        shuffler = random.Random(batch.order_seed + ":output")
-        shuffler.shuffle(successes)
-        shuffler.shuffle(errors)
-        store = self.runtime.store
-        batch.output_file_id = store.add_file(
-            f"batch_{batch.id}_output.jsonl", "batch_output", dumps_lines(successes)
-        ).id
-        if errors:
-            batch.error_file_id = store.add_file(
-                f"batch_{batch.id}_error.jsonl", "batch_output", dumps_lines(errors)
-            ).id
-        batch.counts = {
-            "total": batch.total,
-            "completed": len(successes),
-            "failed": len(finished) - len(successes),
-        }
-        if status == "expired":
-            batch.counts["failed"] += len(unfinished)
-        batch.usage = _sum_usage(successes)
-        self.runtime.bill("openai", "batch", [line["response"]["body"] for line in successes])
 
-    def _finish_anthropic(
-        self, batch: BatchRecord, status: str, finished: tuple[int, ...], unfinished: tuple[int, ...]
-    ) -> None:
-        requests = self.requests_of(batch)
-        faults = self.faults_of(batch)
-        settings = self.runtime.config.model
-        cache = self.runtime.prompt_cache
-        lines = [anthropic_line(requests[index], faults[index], settings, cache) for index in finished]
-        leftover = "canceled" if status == "cancelled" else "expired"
-        lines.extend(anthropic_unfinished_line(requests[index], leftover) for index in unfinished)
-        random.Random(batch.order_seed + ":output").shuffle(lines)
-        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
-        for line in lines:
-            counts[str(line["result"]["type"])] += 1
-        batch.counts = counts
-        batch.results = [json.dumps(line, separators=(",", ":")) for line in lines]
-        succeeded = [line["result"]["message"] for line in lines if line["result"]["type"] == "succeeded"]
-        self.runtime.bill("anthropic", "batch", succeeded)
+@dataclass
+class Outcome:
+    """What a finished batch leaves behind: counts, usage, result files or lines, and what is billed."""
+
+    counts: dict[str, int]
+    usage: dict[str, int] = field(default_factory=dict)
+    output: bytes | None = None  # OpenAI's output file
+    errors: bytes | None = None  # OpenAI's error file, when a request failed
+    results: list[str] | None = None  # Anthropic's result lines, in delivery order
+    billed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def openai_outcome(
+    batch: BatchRecord,
+    status: str,
+    finished: tuple[int, ...],
+    unfinished: tuple[int, ...],
+    requests: list[BatchRequest],
+    faults: list[str | None],
+    settings: ModelSettings,
+    cache: PromptCache,
+) -> Outcome:
+    """The output and error files of an ended OpenAI batch. Reads nothing shared: runs in a thread."""
+    successes: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for index in finished:
+        line = openai_line(requests[index], batch.endpoint, faults[index], settings, cache)
+        ok = line["response"] is not None and line["response"]["status_code"] == 200
+        (successes if ok else errors).append(line)
+    if status == "expired":
+        errors.extend(openai_expired_line(requests[index]) for index in unfinished)
+    shuffler = random.Random(batch.order_seed + ":output")
+    shuffler.shuffle(successes)
+    shuffler.shuffle(errors)
+    counts = {"total": batch.total, "completed": len(successes), "failed": len(finished) - len(successes)}
+    if status == "expired":
+        counts["failed"] += len(unfinished)
+    return Outcome(
+        counts=counts,
+        usage=_sum_usage(successes),
+        output=dumps_lines(successes),
+        errors=dumps_lines(errors) if errors else None,
+        billed=[line["response"]["body"] for line in successes],
+    )
+
+
+def anthropic_outcome(
+    batch: BatchRecord,
+    status: str,
+    finished: tuple[int, ...],
+    unfinished: tuple[int, ...],
+    requests: list[BatchRequest],
+    faults: list[str | None],
+    settings: ModelSettings,
+    cache: PromptCache,
+) -> Outcome:
+    """The result lines of an ended Anthropic batch. Reads nothing shared: runs in a thread."""
+    lines = [anthropic_line(requests[index], faults[index], settings, cache) for index in finished]
+    leftover = "canceled" if status == "cancelled" else "expired"
+    lines.extend(anthropic_unfinished_line(requests[index], leftover) for index in unfinished)
+    random.Random(batch.order_seed + ":output").shuffle(lines)
+    counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+    for line in lines:
+        counts[str(line["result"]["type"])] += 1
+    return Outcome(
+        counts=counts,
+        results=[json.dumps(line, separators=(",", ":")) for line in lines],
+        billed=[line["result"]["message"] for line in lines if line["result"]["type"] == "succeeded"],
+    )
 
 
 def _sum_usage(lines: list[dict[str, Any]]) -> dict[str, int]:

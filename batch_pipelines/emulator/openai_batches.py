@@ -289,6 +289,7 @@ class BatchRoutes:
         batch.validated_at, batch.work_done_at = plan.validated_at, plan.work_done_at
         batch.finalized_at, batch.expires_at = plan.finalized_at, plan.expires_at
         self.runtime.store.save_batch(batch)
+        self.lifecycle.refresh_when_due(batch)
 
     async def retrieve(self, request: Request) -> Response:
         return JSONResponse(self.to_api(self.get(request.path_params["batch_id"])))
