@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -51,6 +52,10 @@ def _checked_requests(raw: Any, max_requests: int) -> list[BatchRequest]:
 RESULTS_DOWNLOAD_PATH = "/v1/message_batch_results/{batch_id}"
 
 
+def _parsed_requests(raw: bytes, max_requests: int) -> list[BatchRequest]:
+    return _checked_requests(parse_json_object(raw).get("requests"), max_requests)
+
+
 class MessageBatchRoutes:
     def __init__(self, runtime: Runtime, lifecycle: Lifecycle) -> None:
         self.runtime = runtime
@@ -75,8 +80,8 @@ class MessageBatchRoutes:
             raise ApiError(
                 413, f"Request exceeds the maximum size of {config.limits.anthropic_max_bytes} bytes."
             )
-        body = parse_json_object(raw)
-        requests = _checked_requests(body.get("requests"), config.limits.anthropic_max_requests)
+        # Up to 256 MB of JSON: parsed and checked in a worker thread, so other calls are answered meanwhile.
+        requests = await asyncio.to_thread(_parsed_requests, raw, config.limits.anthropic_max_requests)
         scenario = self.runtime.take_scenario("anthropic")
         created_at = time.time()
         plan = new_plan(config, created_at, len(requests), scenario)

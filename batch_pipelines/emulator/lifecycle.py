@@ -234,23 +234,19 @@ class Lifecycle:
         faults: list[str | None],
     ) -> None:
         order = processing_order(batch.order_seed, batch.total)
-        settings, cache = self.runtime.config.model, self.runtime.prompt_cache
-        if batch.provider == "openai":
-            outcome = await asyncio.to_thread(
-                openai_outcome, batch, status, order[:done], order[done:], requests, faults, settings, cache
-            )
-        else:
-            outcome = await asyncio.to_thread(
-                anthropic_outcome,
-                batch,
-                status,
-                order[:done],
-                order[done:],
-                requests,
-                faults,
-                settings,
-                cache,
-            )
+        runtime = self.runtime
+        ended = Ended(
+            batch,
+            status,
+            order[:done],
+            order[done:],
+            requests,
+            faults,
+            runtime.config.model,
+            runtime.prompt_cache,
+        )
+        produce = openai_outcome if batch.provider == "openai" else anthropic_outcome
+        outcome = await asyncio.to_thread(produce, ended)
         if self.runtime.store.batches.get(batch.id) is batch:  # (not forgotten meanwhile)
             self._freeze(batch, status, at, outcome)
 
@@ -273,6 +269,20 @@ class Lifecycle:
         self.runtime.bill(batch.provider, "batch", outcome.billed)
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A batch that has ended by its plan, with everything its results are made from."""
+
+    batch: BatchRecord
+    status: str
+    finished: tuple[int, ...]  # request indexes, in processing order
+    unfinished: tuple[int, ...]
+    requests: list[BatchRequest]
+    faults: list[str | None]
+    settings: ModelSettings
+    cache: PromptCache
+
+
 @dataclass
 class Outcome:
     """What a finished batch leaves behind: counts, usage, result files or lines, and what is billed."""
@@ -285,17 +295,10 @@ class Outcome:
     billed: list[dict[str, Any]] = field(default_factory=list)
 
 
-def openai_outcome(
-    batch: BatchRecord,
-    status: str,
-    finished: tuple[int, ...],
-    unfinished: tuple[int, ...],
-    requests: list[BatchRequest],
-    faults: list[str | None],
-    settings: ModelSettings,
-    cache: PromptCache,
-) -> Outcome:
+def openai_outcome(ended: Ended) -> Outcome:
     """The output and error files of an ended OpenAI batch. Reads nothing shared: runs in a thread."""
+    batch, status, finished, unfinished = ended.batch, ended.status, ended.finished, ended.unfinished
+    requests, faults, settings, cache = ended.requests, ended.faults, ended.settings, ended.cache
     successes: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     for index in finished:
@@ -319,21 +322,14 @@ def openai_outcome(
     )
 
 
-def anthropic_outcome(
-    batch: BatchRecord,
-    status: str,
-    finished: tuple[int, ...],
-    unfinished: tuple[int, ...],
-    requests: list[BatchRequest],
-    faults: list[str | None],
-    settings: ModelSettings,
-    cache: PromptCache,
-) -> Outcome:
+def anthropic_outcome(ended: Ended) -> Outcome:
     """The result lines of an ended Anthropic batch. Reads nothing shared: runs in a thread."""
+    requests, faults, settings, cache = ended.requests, ended.faults, ended.settings, ended.cache
+    status, finished, unfinished = ended.status, ended.finished, ended.unfinished
     lines = [anthropic_line(requests[index], faults[index], settings, cache) for index in finished]
     leftover = "canceled" if status == "cancelled" else "expired"
     lines.extend(anthropic_unfinished_line(requests[index], leftover) for index in unfinished)
-    random.Random(batch.order_seed + ":output").shuffle(lines)
+    random.Random(ended.batch.order_seed + ":output").shuffle(lines)
     counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
     for line in lines:
         counts[str(line["result"]["type"])] += 1
