@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import dagster as dg
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,12 @@ class DagsterDeployment:
     def __enter__(self) -> DagsterDeployment:
         self.home.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / "dagster.yaml", self.home / "dagster.yaml")
+        # Create the instance's databases once, before the daemon, the webserver and their code servers
+        # open the fresh home together and race on its schema (alembic: "more than one head present").
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            instance.get_run_records(limit=1)
+            instance.get_asset_keys()
+            instance.all_instigator_state()
         workspace = self.home / "workspace.yaml"
         workspace.write_text(
             "load_from:\n"
