@@ -69,7 +69,11 @@ class DagsterDeployment:
         self.commands = commands
         for name in commands:
             self.processes.append(self._start(name))
-        self._wait_until_location_loaded(timeout_s=120)
+        try:
+            self._wait_until_location_loaded(timeout_s=120)
+        except BaseException:  # __exit__ does not run when __enter__ raises: stop what was started
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def _start(self, name: str) -> subprocess.Popen[bytes]:
