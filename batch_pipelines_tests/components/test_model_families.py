@@ -75,8 +75,12 @@ def test_a_repeated_prefix_is_cached_and_priced_lower(
     cached = run_partition(cached_run)
 
     emulator.configure({"model": {"prompt_cache_min_tokens": 0}})  # the same batch, no prompt cache
-    plain_run = make_harness(tmp_path / "plain", emulator, dagster_instance, prompt=prompt)
-    plain = run_partition(plain_run)
+    # Its own Dagster instance: the same requests make the same job, which the first instance already
+    # holds as materialized, so its sensor would rightly ask for no second results run.
+    (tmp_path / "plain_home").mkdir()
+    with dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "plain_home")) as plain_instance:
+        plain_run = make_harness(tmp_path / "plain", emulator, plain_instance, prompt=prompt)
+        plain = run_partition(plain_run)
 
     # The first request writes the prefix, every later one reads it (in 128-token steps from 1,024).
     assert cached["cached_input_tokens"].to_list().count(0) == 1
