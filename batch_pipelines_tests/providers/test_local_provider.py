@@ -153,7 +153,9 @@ async def test_chat_requests_are_refused_naming_the_request(tmp_path: Path) -> N
 async def test_a_killed_worker_is_replaced_and_resumes_without_embedding_twice(
     model: str, tmp_path: Path
 ) -> None:
-    provider = LocalProvider(model, work_dir=tmp_path, max_batch_size=4, idle_exit_s=20)
+    # Parts of 8 items: a fast machine embeds all 120 within the one-second part interval, and the kill
+    # must come between parts.
+    provider = LocalProvider(model, work_dir=tmp_path, max_batch_size=4, part_items=8, idle_exit_s=20)
     manager = BatchManager(provider)
     requests = [
         BatchRequest(id=f"r{i:03d}", input=f"item {i}: the strap held up on a long hike") for i in range(120)

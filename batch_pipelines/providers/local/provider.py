@@ -58,7 +58,9 @@ class LocalProvider:
     padded tokens of one forward pass (default: from the device's memory), ``max_batch_size`` its items
     (default: 128 on a CPU, whatever the token budget allows on a GPU); ``sort_by_length`` groups similar
     lengths to cut padding; ``precision`` is the model's float type (``float16`` on a GPU and
-    ``float32`` on a CPU by default; ``bfloat16`` too). The worker exits after ``idle_exit_s``.
+    ``float32`` on a CPU by default; ``bfloat16`` too); ``part_items`` how many finished items a
+    Parquet part holds at most (default 16,384; a part is also written each second). The worker exits
+    after ``idle_exit_s``.
     """
 
     name = "local"
@@ -74,6 +76,7 @@ class LocalProvider:
         sort_by_length: bool = True,
         device: str | None = None,
         precision: str | None = None,
+        part_items: int | None = None,
         idle_exit_s: float = 60.0,
     ) -> None:
         self.model = model
@@ -86,6 +89,7 @@ class LocalProvider:
             "sort_by_length": sort_by_length,
             "device": device,
             "precision": precision,
+            "part_items": part_items,
         }
         self.idle_exit_s = idle_exit_s
         self._table: BatchTable | None = None

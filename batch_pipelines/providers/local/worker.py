@@ -84,7 +84,7 @@ EncoderKey = tuple[str, str | None, str | None]  # model folder, device, precisi
 
 WINDOW_ITEMS_CPU = 4_096  # texts tokenized (and sorted by length) together
 WINDOW_ITEMS_GPU = 32_768
-PART_ITEMS = 16_384  # a part is written once this many items are finished ...
+PART_ITEMS = 16_384  # a part is written once this many items are finished (the part_items option) ...
 PART_EVERY_S = 1.0  # ... or this long after the last one, so progress and cancellation show up
 CPU_MAX_BATCH_SIZE = 128
 
@@ -171,6 +171,7 @@ class Worker:
         if not todo:
             self._publish(batch, parts, None, errors, counts)
             return
+        part_items = int(batch.options.get("part_items") or PART_ITEMS)
         published_at = time.monotonic()
         try:
             # Parts are written on a thread while the next passes run; a part's progress (and the
@@ -188,7 +189,7 @@ class Worker:
                                 error_line(todo[position][0], outcome.error or "", code="server_error")
                             )
                         counts["failed"] += len(positions)
-                    if parts.pending >= PART_ITEMS or time.monotonic() - published_at >= PART_EVERY_S:
+                    if parts.pending >= part_items or time.monotonic() - published_at >= PART_EVERY_S:
                         published_at = time.monotonic()
                         if previous is not None and previous.result():
                             return  # cancelled: what is written stays, the rest is reported as not run
