@@ -37,10 +37,12 @@ Guarantees:
   result is written before its ack, in the same transaction; a dead worker's items are delivered again
   when their leases expire and dead-lettered after ``max_attempts`` deliveries. Running
   ``process_realtime(None, …)`` on the same queue resumes a crashed run; an item with a result is never
-  sent again. (An answer lost with a worker killed mid-call is paid again: nothing can know of it.)
-  Choose ``visibility_timeout_s`` above the longest one item can take (its retries and waits). Queue
-  traffic is batched per process (one lease transaction for all idle tasks, group commit of results):
-  ~1,200 items/s per process against a provider answering in 10 ms.
+  sent again. (An answer lost with a worker killed mid-call, or answered within the last commit's 50 ms
+  linger, is paid again: nothing durable knows of it.) Choose ``visibility_timeout_s`` above the longest
+  one item can take (its retries and waits); from 120 s up the dispatcher leases one unit per task at
+  once, so an item may also wait in hand for one unit of work. Queue traffic is grouped per process (a
+  lease transaction for many tasks, one commit for what finished within 50 ms): ~2,000 items/s per
+  process against the emulator with no limits (``benchmarks/realtime_ceiling.py``).
 - ``process_auto`` (``routing``) sends urgent items (``UrgencyRule``: priority threshold and/or predicate)
   through the realtime path and submits the rest as a batch job; ``collect_results`` joins both.
 - ``Packing`` puts up to k items with the same shape in one call when they fit the context window and
